@@ -1,0 +1,74 @@
+//! The REST mirror of sign-in, refresh and sign-out, for clients that would
+//! rather not speak GraphQL for their session.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+
+use super::auth::ClientIp;
+use super::service::{self, Session};
+use crate::app::AppState;
+use crate::error::AppResult;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginBody {
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshBody {
+    refresh_token: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenPair {
+    access_token: String,
+    refresh_token: String,
+    expires_in: i64,
+}
+
+impl From<Session> for TokenPair {
+    fn from(s: Session) -> Self {
+        Self {
+            access_token: s.access_token,
+            refresh_token: s.refresh_token,
+            expires_in: s.expires_in,
+        }
+    }
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    Extension(ip): Extension<ClientIp>,
+    Json(body): Json<LoginBody>,
+) -> AppResult<Json<TokenPair>> {
+    state.limiter.attempt_from(ip.0)?;
+    Ok(Json(
+        service::login(&state, &body.email, &body.password)
+            .await?
+            .into(),
+    ))
+}
+
+pub async fn refresh(
+    State(state): State<AppState>,
+    Json(body): Json<RefreshBody>,
+) -> AppResult<Json<TokenPair>> {
+    Ok(Json(
+        service::refresh(&state, &body.refresh_token).await?.into(),
+    ))
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    Json(body): Json<RefreshBody>,
+) -> AppResult<Response> {
+    service::logout(&state, &body.refresh_token).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,541 @@
+//! Account rules: who may register, sign in, refresh, and change what.
+
+use chrono::Duration;
+use sea_orm::sea_query::{Expr, ExprTrait, Func};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::entity::{Role, refresh_token, user};
+use super::{password, tokens};
+use crate::accounts::auth::{CurrentUser, Viewer};
+use crate::app::AppState;
+use crate::audit;
+use crate::db;
+use crate::error::{AppError, AppResult, unique_violation};
+use crate::graphql::pagination::{Cursor, Page, PageRequest};
+
+/// What a successful sign-in hands back.
+pub struct Session {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: i64,
+    pub user: user::Model,
+}
+
+pub struct NewUser {
+    pub name: String,
+    pub email: String,
+    pub password: String,
+    pub phone: Option<String>,
+    pub locale: Option<String>,
+}
+
+#[derive(Default)]
+pub struct UserChanges {
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub locale: Option<String>,
+    pub role: Option<Role>,
+    pub password: Option<String>,
+    pub current_password: Option<String>,
+}
+
+#[derive(Default)]
+pub struct UserFilter {
+    pub role: Option<Role>,
+    pub search: Option<String>,
+}
+
+pub const LOCALES: [&str; 2] = ["es", "en"];
+
+pub fn normalize_email(raw: &str) -> AppResult<String> {
+    let email = raw.trim();
+    if email.len() > 254 || !email_address::EmailAddress::is_valid(email) {
+        return Err(AppError::bad_input("email", "enter a valid email address"));
+    }
+    Ok(email.to_string())
+}
+
+fn validate_name(raw: &str) -> AppResult<String> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(AppError::bad_input(
+            "name",
+            "the name must be 1 to 100 characters",
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(AppError::bad_input(
+            "name",
+            "the name cannot contain control characters",
+        ));
+    }
+    Ok(name.to_string())
+}
+
+fn validate_phone(raw: Option<String>) -> AppResult<Option<String>> {
+    let Some(phone) = raw.map(|p| p.trim().to_string()).filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let digits = phone.chars().filter(char::is_ascii_digit).count();
+    let allowed = phone
+        .chars()
+        .enumerate()
+        .all(|(i, c)| c.is_ascii_digit() || " -().".contains(c) || (i == 0 && c == '+'));
+    if !allowed || !(6..=20).contains(&digits) || phone.len() > 32 {
+        return Err(AppError::bad_input(
+            "phone",
+            "enter a phone number such as +595 981 123456",
+        ));
+    }
+    Ok(Some(phone))
+}
+
+fn validate_locale(raw: Option<String>) -> AppResult<Option<String>> {
+    match raw.map(|l| l.trim().to_lowercase()) {
+        None => Ok(None),
+        Some(l) if LOCALES.contains(&l.as_str()) => Ok(Some(l)),
+        Some(_) => Err(AppError::bad_input(
+            "locale",
+            "the locale must be \"es\" or \"en\"",
+        )),
+    }
+}
+
+pub async fn find_by_email(
+    db: &impl ConnectionTrait,
+    email: &str,
+) -> AppResult<Option<user::Model>> {
+    let lowered = Expr::expr(Func::lower(Expr::col(user::Column::Email)));
+    Ok(user::Entity::find()
+        .filter(lowered.eq(email.to_lowercase()))
+        .one(db)
+        .await?)
+}
+
+pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<user::Model>> {
+    Ok(user::Entity::find_by_id(id).one(db).await?)
+}
+
+/// Resolves a bearer token to the caller. The role is read from the database,
+/// not the token, so a demotion takes effect at once.
+pub async fn resolve_viewer(state: &AppState, bearer: Option<&str>) -> Viewer {
+    let Some(token) = bearer else {
+        return Viewer::Anonymous;
+    };
+    let Ok(claims) = state.tokens.verify(token, state.clock.now()) else {
+        return Viewer::InvalidToken;
+    };
+    match find(&state.db, claims.sub).await {
+        Ok(Some(user)) => Viewer::User(CurrentUser {
+            id: user.id,
+            role: user.role,
+        }),
+        Ok(None) => Viewer::InvalidToken,
+        Err(err) => {
+            tracing::error!(error = %err, "resolving the caller");
+            Viewer::InvalidToken
+        }
+    }
+}
+
+pub async fn register(state: &AppState, input: NewUser) -> AppResult<Session> {
+    let name = validate_name(&input.name)?;
+    let email = normalize_email(&input.email)?;
+    password::validate(&input.password, "password")?;
+    let phone = validate_phone(input.phone)?;
+    let locale = validate_locale(input.locale)?.unwrap_or_else(|| "es".into());
+    let password_hash = password::hash(&input.password).await?;
+
+    let now = state.clock.now();
+    let model = user::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        name: Set(name),
+        email: Set(email),
+        password_hash: Set(password_hash),
+        phone: Set(phone),
+        locale: Set(locale),
+        role: Set(Role::Member),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    let user = model.insert(&state.db).await.map_err(|err| {
+        if unique_violation(&err, "users_email_lower_key", "users.email") {
+            AppError::conflict_on("email", "this email is already registered")
+        } else {
+            err.into()
+        }
+    })?;
+
+    tracing::info!(user.id = %user.id, "registered");
+    start_session(state, user, None).await
+}
+
+pub async fn login(state: &AppState, email: &str, password_attempt: &str) -> AppResult<Session> {
+    state.limiter.check_email(email.trim())?;
+
+    let user = find_by_email(&state.db, email.trim()).await?;
+    let stored = user.as_ref().map(|u| u.password_hash.as_str());
+    if !password::verify(password_attempt, stored).await {
+        state.limiter.record_failure(email.trim());
+        tracing::warn!(
+            target: "spanglish::security",
+            event = "login_failed",
+            user.id = user.as_ref().map(|u| u.id.to_string()),
+            "failed login"
+        );
+        return Err(AppError::Unauthenticated("Wrong email or password"));
+    }
+
+    let Some(user) = user else {
+        return Err(AppError::Unauthenticated("Wrong email or password"));
+    };
+    tracing::info!(user.id = %user.id, "signed in");
+    start_session(state, user, None).await
+}
+
+/// Issues an access token and a refresh token; a new sign-in starts a new
+/// token family, a rotation continues the old one.
+async fn start_session(
+    state: &AppState,
+    user: user::Model,
+    family: Option<Uuid>,
+) -> AppResult<Session> {
+    let now = state.clock.now();
+    let refresh = tokens::random_token();
+    refresh_token::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user.id),
+        family_id: Set(family.unwrap_or_else(Uuid::now_v7)),
+        token_hash: Set(tokens::hash_token(&refresh)),
+        created_at: Set(now),
+        expires_at: Set(now + Duration::days(tokens::REFRESH_TOKEN_DAYS)),
+        used_at: Set(None),
+        revoked_at: Set(None),
+    }
+    .insert(&state.db)
+    .await?;
+
+    Ok(Session {
+        access_token: state.tokens.issue(user.id, now)?,
+        refresh_token: refresh,
+        expires_in: tokens::ACCESS_TOKEN_SECONDS,
+        user,
+    })
+}
+
+/// Rotates a refresh token. A token that was already rotated and comes back
+/// was copied by someone: its whole family is revoked. Of two simultaneous
+/// uses of one token, the conditional update lets exactly one through.
+pub async fn refresh(state: &AppState, presented: &str) -> AppResult<Session> {
+    let invalid = || AppError::Unauthenticated("Invalid or expired refresh token");
+    let now = state.clock.now();
+    let hash = tokens::hash_token(presented);
+    let Some(token) = refresh_token::Entity::find()
+        .filter(refresh_token::Column::TokenHash.eq(hash))
+        .one(&state.db)
+        .await?
+    else {
+        return Err(invalid());
+    };
+
+    if token.revoked_at.is_some() || token.expires_at <= now {
+        return Err(invalid());
+    }
+    if token.used_at.is_some() {
+        revoke_family(&state.db, token.family_id, now).await?;
+        tracing::warn!(
+            target: "spanglish::security",
+            event = "refresh_token_reuse",
+            user.id = %token.user_id,
+            "a rotated refresh token was used again; its family is revoked"
+        );
+        return Err(invalid());
+    }
+
+    let claimed = refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
+        .filter(refresh_token::Column::Id.eq(token.id))
+        .filter(refresh_token::Column::UsedAt.is_null())
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(&state.db)
+        .await?;
+    if claimed.rows_affected != 1 {
+        return Err(invalid());
+    }
+
+    let user = find(&state.db, token.user_id).await?.ok_or_else(invalid)?;
+    start_session(state, user, Some(token.family_id)).await
+}
+
+async fn revoke_family(
+    db: &impl ConnectionTrait,
+    family: Uuid,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<()> {
+    refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
+        .filter(refresh_token::Column::FamilyId.eq(family))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+async fn revoke_all_sessions(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<()> {
+    refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
+        .filter(refresh_token::Column::UserId.eq(user_id))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Ends the session the refresh token belongs to. Unknown tokens are not an
+/// error: signing out twice is harmless.
+pub async fn logout(state: &AppState, presented: &str) -> AppResult<bool> {
+    let hash = tokens::hash_token(presented);
+    let token = refresh_token::Entity::find()
+        .filter(refresh_token::Column::TokenHash.eq(hash))
+        .one(&state.db)
+        .await?;
+    if let Some(token) = token {
+        revoke_family(&state.db, token.family_id, state.clock.now()).await?;
+    }
+    Ok(true)
+}
+
+pub async fn list(
+    db: &impl ConnectionTrait,
+    filter: UserFilter,
+    page: &PageRequest,
+) -> AppResult<Page<user::Model>> {
+    let mut condition = Condition::all();
+    if let Some(role) = filter.role {
+        condition = condition.add(user::Column::Role.eq(role));
+    }
+    if let Some(search) = filter
+        .search
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let pattern = crate::graphql::pagination::like_pattern(search);
+        condition = condition.add(
+            Condition::any()
+                .add(Expr::expr(Func::lower(Expr::col(user::Column::Name))).like(pattern.clone()))
+                .add(Expr::expr(Func::lower(Expr::col(user::Column::Email))).like(pattern)),
+        );
+    }
+
+    let total = if page.wants_total {
+        Some(
+            user::Entity::find()
+                .filter(condition.clone())
+                .count(db)
+                .await?,
+        )
+    } else {
+        None
+    };
+    let mut query = user::Entity::find().filter(condition);
+    if let Some(after) = &page.after {
+        query = query.filter(after.after_condition(user::Column::CreatedAt, user::Column::Id));
+    }
+    let rows = query
+        .order_by_asc(user::Column::CreatedAt)
+        .order_by_asc(user::Column::Id)
+        .limit(page.first + 1)
+        .all(db)
+        .await?;
+    Ok(Page::from_rows(rows, page, total, |u| {
+        Cursor::new(u.created_at, u.id)
+    }))
+}
+
+pub async fn update(
+    state: &AppState,
+    caller: CurrentUser,
+    id: Uuid,
+    changes: UserChanges,
+) -> AppResult<user::Model> {
+    let is_self = caller.id == id;
+    if !is_self && caller.role < Role::Admin {
+        return Err(AppError::Forbidden);
+    }
+    if changes.role.is_some() && caller.role < Role::Admin {
+        return Err(AppError::Forbidden);
+    }
+
+    let name = changes.name.as_deref().map(validate_name).transpose()?;
+    let phone = changes
+        .phone
+        .clone()
+        .map(|p| validate_phone(Some(p)))
+        .transpose()?;
+    let locale = validate_locale(changes.locale.clone())?;
+    let new_hash = match &changes.password {
+        Some(new_password) => {
+            password::validate(new_password, "password")?;
+            Some(password::hash(new_password).await?)
+        }
+        None => None,
+    };
+
+    let txn = db::begin_write(&state.db).await?;
+    let current = find(&txn, id).await?.ok_or(AppError::NotFound("User"))?;
+
+    if new_hash.is_some() && is_self {
+        let confirmed = match changes.current_password.as_deref() {
+            Some(given) => password::verify(given, Some(&current.password_hash)).await,
+            None => false,
+        };
+        if !confirmed {
+            return Err(AppError::Unauthenticated("The current password is wrong"));
+        }
+    }
+    if let Some(role) = changes.role
+        && current.role == Role::Admin
+        && role < Role::Admin
+        && count_admins(&txn).await? <= 1
+    {
+        return Err(AppError::conflict("the last admin cannot be demoted"));
+    }
+
+    let now = state.clock.now();
+    let mut model: user::ActiveModel = current.clone().into();
+    let mut changed = Vec::new();
+    if let Some(name) = name {
+        model.name = Set(name);
+        changed.push("name");
+    }
+    if let Some(phone) = phone {
+        model.phone = Set(phone);
+        changed.push("phone");
+    }
+    if let Some(locale) = locale {
+        model.locale = Set(locale);
+        changed.push("locale");
+    }
+    if let Some(role) = changes.role {
+        model.role = Set(role);
+    }
+    if let Some(hash) = new_hash {
+        model.password_hash = Set(hash);
+        changed.push("password");
+        revoke_all_sessions(&txn, id, now).await?;
+    }
+    model.updated_at = Set(now);
+    let updated = model.update(&txn).await?;
+
+    let target = audit::target("user", id);
+    if changes.role.is_some_and(|r| r != current.role) {
+        let details = json!({ "from": current.role.as_str(), "to": updated.role.as_str(), "changed": changed });
+        audit::record(
+            &txn,
+            Some(caller.id),
+            "user.role_change",
+            &target,
+            details,
+            now,
+        )
+        .await?;
+    } else if caller.role >= Role::Staff {
+        audit::record(
+            &txn,
+            Some(caller.id),
+            "user.update",
+            &target,
+            json!({ "changed": changed }),
+            now,
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(updated)
+}
+
+async fn count_admins(db: &impl ConnectionTrait) -> AppResult<u64> {
+    Ok(user::Entity::find()
+        .filter(user::Column::Role.eq(Role::Admin))
+        .count(db)
+        .await?)
+}
+
+/// For `spanglish create-admin`: creates the account, or promotes and
+/// re-passwords an existing one.
+pub async fn create_or_promote_admin(
+    state: &AppState,
+    email: &str,
+    name: &str,
+    new_password: &str,
+) -> AppResult<user::Model> {
+    let email = normalize_email(email)?;
+    let name = validate_name(name)?;
+    password::validate(new_password, "password")?;
+    let hash = password::hash(new_password).await?;
+    let now = state.clock.now();
+
+    let txn = state.db.begin().await?;
+    let saved = match find_by_email(&txn, &email).await? {
+        Some(existing) => {
+            let previous = existing.role;
+            let mut model: user::ActiveModel = existing.into();
+            model.role = Set(Role::Admin);
+            model.name = Set(name);
+            model.password_hash = Set(hash);
+            model.updated_at = Set(now);
+            let saved = model.update(&txn).await?;
+            if previous != Role::Admin {
+                let details = json!({ "from": previous.as_str(), "to": "ADMIN", "via": "cli" });
+                audit::record(
+                    &txn,
+                    None,
+                    "user.role_change",
+                    &audit::target("user", saved.id),
+                    details,
+                    now,
+                )
+                .await?;
+            }
+            saved
+        }
+        None => {
+            let saved = user::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                name: Set(name),
+                email: Set(email),
+                password_hash: Set(hash),
+                phone: Set(None),
+                locale: Set("es".into()),
+                role: Set(Role::Admin),
+                created_at: Set(now),
+                updated_at: Set(now),
+            }
+            .insert(&txn)
+            .await?;
+            let details = json!({ "to": "ADMIN", "via": "cli" });
+            audit::record(
+                &txn,
+                None,
+                "user.create_admin",
+                &audit::target("user", saved.id),
+                details,
+                now,
+            )
+            .await?;
+            saved
+        }
+    };
+    txn.commit().await?;
+    Ok(saved)
+}

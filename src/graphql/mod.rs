@@ -1,0 +1,47 @@
+//! The GraphQL schema: each domain's query and mutation objects merged at one
+//! root, with the limits that make it safe to expose.
+
+pub mod limits;
+pub mod loaders;
+pub mod pagination;
+pub mod scalars;
+
+use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
+
+use crate::accounts::graphql::{AccountMutation, AccountQuery};
+use crate::audit::graphql::AuditQuery;
+use crate::config::Config;
+use crate::events::graphql::{EventMutation, EventQuery};
+
+#[derive(MergedObject, Default)]
+pub struct Query(AccountQuery, EventQuery, AuditQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(AccountMutation, EventMutation);
+
+pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// The schema's shape, without data: what `export-schema` prints.
+pub fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+}
+
+/// The schema as served, with the configured limits. Depth and complexity
+/// are computed over the executed selection, fragments included.
+pub fn build(config: &Config) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
+    let mut schema = builder()
+        .limit_depth(config.graphql_max_depth)
+        .limit_complexity(config.graphql_max_complexity)
+        .limit_recursive_depth(32)
+        .limit_directives(8)
+        .extension(limits::RootFieldLimit::new(config.graphql_max_root_fields));
+    if !config.introspection_enabled() {
+        schema = schema.disable_introspection();
+    }
+    schema
+}
+
+/// The SDL, as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    builder().finish().sdl()
+}

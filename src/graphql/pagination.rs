@@ -1,0 +1,194 @@
+//! Relay cursor pagination over a unique order: a timestamp, then the id to
+//! break ties, so walking pages never skips nor repeats a row.
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, OutputType, SimpleObject};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::LikeExpr;
+use sea_orm::{ColumnTrait, Condition};
+use uuid::Uuid;
+
+use crate::error::{AppError, AppResult};
+
+pub const DEFAULT_PAGE: u64 = 20;
+pub const MAX_PAGE: u64 = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl Cursor {
+    pub fn new(at: DateTime<Utc>, id: Uuid) -> Self {
+        Self { at, id }
+    }
+
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{}|{}", self.at.timestamp_micros(), self.id))
+    }
+
+    pub fn decode(raw: &str) -> AppResult<Self> {
+        let invalid = || AppError::bad_input("after", "not a cursor of this list");
+        let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
+        let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+        let (micros, id) = text.split_once('|').ok_or_else(invalid)?;
+        let micros: i64 = micros.parse().map_err(|_| invalid())?;
+        Ok(Self {
+            at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
+            id: Uuid::parse_str(id).map_err(|_| invalid())?,
+        })
+    }
+
+    /// Rows after this cursor in ascending (at, id) order.
+    pub fn after_condition(&self, at: impl ColumnTrait, id: impl ColumnTrait) -> Condition {
+        Condition::any()
+            .add(at.gt(self.at))
+            .add(Condition::all().add(at.eq(self.at)).add(id.gt(self.id)))
+    }
+
+    /// Rows after this cursor in descending (at, id) order.
+    pub fn after_condition_desc(&self, at: impl ColumnTrait, id: impl ColumnTrait) -> Condition {
+        Condition::any()
+            .add(at.lt(self.at))
+            .add(Condition::all().add(at.eq(self.at)).add(id.lt(self.id)))
+    }
+}
+
+/// A validated `first`/`after` pair, and whether the caller asked for
+/// `totalCount` (counting costs a query, so it runs only when asked).
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    pub first: u64,
+    pub after: Option<Cursor>,
+    pub wants_total: bool,
+}
+
+impl PageRequest {
+    pub fn new(ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> AppResult<Self> {
+        let mut page = Self::parse(first, after)?;
+        page.wants_total = ctx.look_ahead().field("totalCount").exists();
+        Ok(page)
+    }
+
+    pub fn parse(first: Option<i32>, after: Option<String>) -> AppResult<Self> {
+        let first = match first {
+            None => DEFAULT_PAGE,
+            Some(n) if n < 0 => {
+                return Err(AppError::bad_input("first", "first cannot be negative"));
+            }
+            Some(n) if n as u64 > MAX_PAGE => {
+                return Err(AppError::bad_input(
+                    "first",
+                    format!("first cannot exceed {MAX_PAGE}"),
+                ));
+            }
+            Some(n) => n as u64,
+        };
+        let after = after.as_deref().map(Cursor::decode).transpose()?;
+        Ok(Self {
+            first,
+            after,
+            wants_total: false,
+        })
+    }
+}
+
+pub struct Page<T> {
+    pub items: Vec<(Cursor, T)>,
+    pub has_next: bool,
+    pub has_previous: bool,
+    pub total: Option<u64>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from rows fetched with `LIMIT first + 1`: the extra row
+    /// only tells that there is a next page.
+    pub fn from_rows(
+        mut rows: Vec<T>,
+        page: &PageRequest,
+        total: Option<u64>,
+        cursor: impl Fn(&T) -> Cursor,
+    ) -> Self {
+        let has_next = rows.len() as u64 > page.first;
+        rows.truncate(page.first as usize);
+        Self {
+            items: rows.into_iter().map(|row| (cursor(&row), row)).collect(),
+            has_next,
+            has_previous: page.after.is_some(),
+            total,
+        }
+    }
+
+    pub fn map<U>(self, f: impl Fn(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(|(c, t)| (c, f(t))).collect(),
+            has_next: self.has_next,
+            has_previous: self.has_previous,
+            total: self.total,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct TotalCount {
+    pub total_count: i64,
+}
+
+pub type CountedConnection<T> = Connection<String, T, TotalCount>;
+
+impl<T: OutputType> From<Page<T>> for CountedConnection<T> {
+    fn from(page: Page<T>) -> Self {
+        let total = TotalCount {
+            total_count: page.total.unwrap_or(0) as i64,
+        };
+        let mut connection =
+            Connection::with_additional_fields(page.has_previous, page.has_next, total);
+        connection.edges.extend(
+            page.items
+                .into_iter()
+                .map(|(cursor, node)| Edge::new(cursor.encode(), node)),
+        );
+        connection
+    }
+}
+
+/// A case-insensitive "contains" pattern, with the user's `%` and `_` taken
+/// literally. Compare it against `lower(column)`.
+pub fn like_pattern(search: &str) -> LikeExpr {
+    let escaped = search
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    LikeExpr::new(format!("%{escaped}%")).escape('\\')
+}
+
+/// Parses a GraphQL `ID` argument as a UUID, in any letter case.
+pub fn parse_id(id: &async_graphql::ID, field: &str) -> AppResult<Uuid> {
+    Uuid::parse_str(id.as_str()).map_err(|_| AppError::bad_input(field, "not a valid id"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let cursor = Cursor::new(Utc::now(), Uuid::new_v4());
+        let decoded = Cursor::decode(&cursor.encode()).unwrap();
+        assert_eq!(decoded.id, cursor.id);
+        assert_eq!(decoded.at.timestamp_micros(), cursor.at.timestamp_micros());
+        assert!(Cursor::decode("not-a-cursor").is_err());
+    }
+
+    #[test]
+    fn page_sizes_are_bounded() {
+        assert_eq!(PageRequest::parse(None, None).unwrap().first, 20);
+        assert_eq!(PageRequest::parse(Some(100), None).unwrap().first, 100);
+        assert!(PageRequest::parse(Some(101), None).is_err());
+        assert!(PageRequest::parse(Some(-1), None).is_err());
+    }
+}

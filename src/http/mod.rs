@@ -1,0 +1,103 @@
+//! The HTTP surface: GraphQL, the thin REST routes, operations endpoints, and
+//! the layers every request passes through (request id, tracing, CORS, body
+//! limit, timeout, client address).
+
+mod client_ip;
+mod graphql;
+mod health;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
+use axum::middleware;
+use axum::routing::{get, post};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use tracing::Span;
+
+use crate::accounts::rest as auth_rest;
+use crate::app::AppState;
+use crate::graphql::AppSchema;
+use crate::playground;
+
+pub use client_ip::resolve_client_ip;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState, schema: AppSchema) -> Router {
+    let config = state.config.clone();
+
+    let api = Router::new()
+        .route("/graphql", post(graphql::post).get(graphql::get))
+        .route(playground::ASSET_ROUTE, get(playground::asset))
+        .route("/api/auth/login", post(auth_rest::login))
+        .route("/api/auth/refresh", post(auth_rest::refresh))
+        .route("/api/auth/logout", post(auth_rest::logout))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .layer(axum::Extension(schema))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            client_ip::middleware,
+        ))
+        .with_state(state);
+
+    // Each `layer` call wraps the ones before it, so the list reads from
+    // the innermost (timeout) to the outermost (request id).
+    api.layer(TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        Duration::from_secs(config.request_timeout_seconds),
+    ))
+    .layer(cors(&config.cors_origins))
+    .layer(RequestBodyLimitLayer::new(config.request_body_limit_bytes))
+    .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+    .layer(
+        TraceLayer::new_for_http()
+            .make_span_with(request_span)
+            .on_response(on_response),
+    )
+    .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Only the configured origins may call from a browser. No credentials are
+/// allowed: the API authenticates by bearer token, never by cookie.
+fn cors(origins: &[String]) -> CorsLayer {
+    let allowed: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(allowed))
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(600))
+}
+
+fn request_span<B>(request: &Request<B>) -> Span {
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| request.uri().path().to_string());
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route = %route,
+        request_id = %request_id,
+        graphql.operation = tracing::field::Empty,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    )
+}
+
+fn on_response<B>(response: &axum::http::Response<B>, latency: Duration, span: &Span) {
+    span.record("status", response.status().as_u16());
+    span.record("latency_ms", latency.as_millis() as u64);
+    tracing::info!("handled");
+}

@@ -1,0 +1,3 @@
+//! Media: uploaded pictures such as event banners.
+
+pub mod entity;

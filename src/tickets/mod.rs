@@ -1,0 +1,3 @@
+//! Tickets: seats booked for events.
+
+pub mod entity;
