@@ -11,53 +11,68 @@ use crate::error::AppError;
 use crate::graphql::pagination::{CountedConnection, PageRequest, parse_id};
 use crate::graphql::scalars::DateTimeScalar;
 
-pub struct UserObject(pub user::Model);
+pub struct UserObject {
+    user: user::Model,
+    /// Set when the object answers a sign-in: the caller is this user even
+    /// though the request carried no token.
+    signed_in_as: bool,
+}
+
+impl From<user::Model> for UserObject {
+    fn from(user: user::Model) -> Self {
+        Self {
+            user,
+            signed_in_as: false,
+        }
+    }
+}
 
 impl UserObject {
     /// Contact details are for the person themself and for organizers.
     fn may_see_contact(&self, ctx: &Context<'_>) -> bool {
         let viewer = viewer(ctx);
-        viewer.is(self.0.id) || viewer.has_role(Role::Organizer)
+        self.signed_in_as || viewer.is(self.user.id) || viewer.has_role(Role::Organizer)
     }
 }
 
 #[Object(name = "User")]
 impl UserObject {
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.user.id.to_string())
     }
 
     async fn name(&self) -> &str {
-        &self.0.name
+        &self.user.name
     }
 
     /// Visible to the user and to ORGANIZER+; null otherwise.
     async fn email(&self, ctx: &Context<'_>) -> Option<&str> {
-        self.may_see_contact(ctx).then_some(self.0.email.as_str())
+        self.may_see_contact(ctx)
+            .then_some(self.user.email.as_str())
     }
 
     /// Visible to the user and to ORGANIZER+; null otherwise.
     async fn phone(&self, ctx: &Context<'_>) -> Option<&str> {
         self.may_see_contact(ctx)
-            .then_some(self.0.phone.as_deref())
+            .then_some(self.user.phone.as_deref())
             .flatten()
     }
 
     /// "es" or "en": the language of the emails sent to them.
     async fn locale(&self) -> &str {
-        &self.0.locale
+        &self.user.locale
     }
 
     async fn role(&self) -> Role {
-        self.0.role
+        self.user.role
     }
 
     async fn created_at(&self) -> DateTimeScalar {
-        self.0.created_at.into()
+        self.user.created_at.into()
     }
 
     async fn updated_at(&self) -> DateTimeScalar {
-        self.0.updated_at.into()
+        self.user.updated_at.into()
     }
 }
 
@@ -76,7 +91,10 @@ impl From<Session> for AuthPayload {
             access_token: s.access_token,
             refresh_token: s.refresh_token,
             expires_in: s.expires_in as i32,
-            user: UserObject(s.user),
+            user: UserObject {
+                user: s.user,
+                signed_in_as: true,
+            },
         }
     }
 }
@@ -122,7 +140,9 @@ impl AccountQuery {
             return Ok(None);
         }
         let caller = viewer.user()?;
-        Ok(service::find(&state.db, caller.id).await?.map(UserObject))
+        Ok(service::find(&state.db, caller.id)
+            .await?
+            .map(UserObject::from))
     }
 
     /// The user themself, or STAFF+.
@@ -137,7 +157,7 @@ impl AccountQuery {
         let found = service::find(&state.db, id)
             .await?
             .ok_or(AppError::NotFound("User"))?;
-        Ok(Some(UserObject(found)))
+        Ok(Some(UserObject::from(found)))
     }
 
     #[graphql(guard = "RoleGuard::new(Role::Organizer)")]
@@ -156,7 +176,7 @@ impl AccountQuery {
             search: filter.search,
         };
         let page = service::list(&state.db, filter, &page).await?;
-        Ok(page.map(UserObject).into())
+        Ok(page.map(UserObject::from).into())
     }
 }
 
@@ -231,7 +251,7 @@ impl AccountMutation {
             password: input.password,
             current_password: input.current_password,
         };
-        Ok(UserObject(
+        Ok(UserObject::from(
             service::update(state, caller, id, changes).await?,
         ))
     }

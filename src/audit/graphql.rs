@@ -31,7 +31,7 @@ impl AuditLogObject {
         let Some(id) = self.user_id else {
             return Ok(None);
         };
-        Ok(loaders::user(ctx, id).await?.map(UserObject))
+        Ok(loaders::user(ctx, id).await?.map(UserObject::from))
     }
 }
 

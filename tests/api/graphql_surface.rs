@@ -1,0 +1,212 @@
+//! The GraphQL surface is safe to expose: limits, error codes, CORS,
+//! introspection and the playground.
+
+use serde_json::{Value, json};
+
+use crate::support::{Backend, TestApp, error_code, on_both_databases};
+
+async fn documents_that_do_not_parse_or_validate_are_rejected_with_a_code(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    assert_eq!(
+        error_code(&app.gql(None, "{ events { ", json!({})).await),
+        "GRAPHQL_VALIDATION_FAILED"
+    );
+    assert_eq!(
+        error_code(&app.gql(None, "{ evnts { totalCount } }", json!({})).await),
+        "GRAPHQL_VALIDATION_FAILED"
+    );
+    let answer = app
+        .gql(None, "{ events(first: 101) { totalCount } }", json!({}))
+        .await;
+    assert_eq!(error_code(&answer), "BAD_USER_INPUT");
+    assert_eq!(answer["errors"][0]["extensions"]["field"], "first");
+}
+
+async fn depth_is_limited_through_fragments(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.graphql_max_depth = 4).await;
+    let shallow = "{ events { edges { node { id } } } }";
+    assert!(app.gql(None, shallow, json!({})).await["errors"].is_null());
+
+    let hidden = "query { ...A } fragment A on Query { events { ...B } } fragment B on EventConnection { edges { ...C } } fragment C on EventEdge { node { price { amount } } }";
+    let answer = app.gql(None, hidden, json!({})).await;
+    assert_eq!(error_code(&answer), "GRAPHQL_VALIDATION_FAILED", "{answer}");
+}
+
+async fn complexity_is_limited(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.graphql_max_complexity = 20).await;
+    let many: String = (0..25).map(|i| format!("f{i}: title ")).collect();
+    let answer = app
+        .gql(
+            None,
+            &format!("{{ events {{ edges {{ node {{ {many} }} }} }} }}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&answer), "GRAPHQL_VALIDATION_FAILED", "{answer}");
+}
+
+async fn root_fields_are_capped_even_through_fragments(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.graphql_max_root_fields = 3).await;
+    assert!(
+        app.gql(
+            None,
+            "{ a: me { id } b: me { id } c: me { id } }",
+            json!({})
+        )
+        .await["errors"]
+            .is_null()
+    );
+    let answer = app
+        .gql(
+            None,
+            "{ a: me { id } ...F } fragment F on Query { b: me { id } c: me { id } d: me { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&answer), "GRAPHQL_VALIDATION_FAILED", "{answer}");
+}
+
+async fn batches_are_limited(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.graphql_max_batch = 2).await;
+    let one = json!({ "query": "{ me { id } }" });
+    let two: Value = app
+        .client
+        .post(app.url("/graphql"))
+        .json(&json!([one, one]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(two.as_array().map(Vec::len), Some(2), "{two}");
+    let three: Value = app
+        .client
+        .post(app.url("/graphql"))
+        .json(&json!([one, one, one]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(error_code(&three), "GRAPHQL_VALIDATION_FAILED", "{three}");
+}
+
+async fn oversized_bodies_are_refused(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.request_body_limit_bytes = 1024).await;
+    let padding = "x".repeat(4096);
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .json(&json!({ "query": format!("{{ me {{ id }} }} # {padding}") }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+}
+
+async fn production_hides_introspection_and_the_playground(backend: Backend) {
+    let dev = TestApp::spawn(backend).await;
+    assert!(
+        dev.gql(None, "{ __schema { queryType { name } } }", json!({}))
+            .await["errors"]
+            .is_null()
+    );
+    let page = dev
+        .client
+        .get(dev.url("/graphql"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    let html = page.text().await.unwrap();
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no asset from the internet"
+    );
+    let script = dev
+        .client
+        .get(dev.url("/playground/assets/graphiql.min.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), 200);
+
+    let prod = TestApp::spawn_with(backend, |c| {
+        c.app_env = spanglish::config::AppEnv::Production;
+        c.public_url = Some("https://api.example.org".into());
+    })
+    .await;
+    let answer = prod
+        .gql(None, "{ __schema { queryType { name } } }", json!({}))
+        .await;
+    assert!(answer["data"]["__schema"].is_null(), "{answer}");
+    assert_ne!(
+        prod.client
+            .get(prod.url("/graphql"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+async fn cors_allows_only_configured_origins_and_never_credentials(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.cors_origins = vec!["https://spanglish.example".into()]
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/graphql"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    let allowed = preflight("https://spanglish.example").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://spanglish.example"
+    );
+    assert!(
+        !allowed
+            .headers()
+            .contains_key("access-control-allow-credentials")
+    );
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(!other.headers().contains_key("access-control-allow-origin"));
+}
+
+async fn internal_details_never_reach_the_client(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let answer = app
+        .gql(None, "{ events(after: \"%%%\") { totalCount } }", json!({}))
+        .await;
+    assert_eq!(error_code(&answer), "BAD_USER_INPUT", "{answer}");
+    let text = answer.to_string().to_lowercase();
+    assert!(!text.contains("sql") && !text.contains("sqlx"), "{answer}");
+}
+
+on_both_databases!(
+    documents_that_do_not_parse_or_validate_are_rejected_with_a_code,
+    depth_is_limited_through_fragments,
+    complexity_is_limited,
+    root_fields_are_capped_even_through_fragments,
+    batches_are_limited,
+    oversized_bodies_are_refused,
+    production_hides_introspection_and_the_playground,
+    cors_allows_only_configured_origins_and_never_credentials,
+    internal_details_never_reach_the_client,
+);

@@ -1,0 +1,16 @@
+//! Integration tests: the real server on a random port, spoken to over HTTP,
+//! each test against a fresh SQLite file and a fresh PostgreSQL database.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly by design"
+)]
+
+mod support;
+
+mod accounts;
+mod events;
+mod graphql_surface;
+mod operations;
+mod rate_limits;
+mod walkthrough;
