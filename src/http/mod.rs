@@ -5,6 +5,7 @@
 mod client_ip;
 mod graphql;
 mod health;
+mod metrics;
 
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState, schema: AppSchema) -> Router {
     let config = state.config.clone();
+    metrics::init();
 
     let api = Router::new()
         .route("/graphql", post(graphql::post).get(graphql::get))
@@ -39,11 +41,13 @@ pub fn router(state: AppState, schema: AppSchema) -> Router {
         .route("/api/auth/logout", post(auth_rest::logout))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
         .layer(axum::Extension(schema))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             client_ip::middleware,
         ))
+        .layer(middleware::from_fn(metrics::track))
         .with_state(state);
 
     // Each `layer` call wraps the ones before it, so the list reads from
