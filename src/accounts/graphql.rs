@@ -211,7 +211,9 @@ impl AccountMutation {
     ) -> async_graphql::Result<AuthPayload> {
         let state = ctx.data_unchecked::<AppState>();
         state.limiter.attempt_from(client_ip(ctx))?;
-        Ok(service::login(state, &email, &password).await?.into())
+        Ok(service::login(state, &email, &password, client_ip(ctx))
+            .await?
+            .into())
     }
 
     /// Rotates: the old refresh token stops working.

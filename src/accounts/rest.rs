@@ -50,7 +50,7 @@ pub async fn login(
 ) -> AppResult<Json<TokenPair>> {
     state.limiter.attempt_from(ip.0)?;
     Ok(Json(
-        service::login(&state, &body.email, &body.password)
+        service::login(&state, &body.email, &body.password, ip.0)
             .await?
             .into(),
     ))

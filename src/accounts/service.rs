@@ -175,7 +175,12 @@ pub async fn register(state: &AppState, input: NewUser) -> AppResult<Session> {
     start_session(state, user, None).await
 }
 
-pub async fn login(state: &AppState, email: &str, password_attempt: &str) -> AppResult<Session> {
+pub async fn login(
+    state: &AppState,
+    email: &str,
+    password_attempt: &str,
+    client_ip: std::net::IpAddr,
+) -> AppResult<Session> {
     state.limiter.check_email(email.trim())?;
 
     let user = find_by_email(&state.db, email.trim()).await?;
@@ -185,6 +190,7 @@ pub async fn login(state: &AppState, email: &str, password_attempt: &str) -> App
         tracing::warn!(
             target: "spanglish::security",
             event = "login_failed",
+            client.ip = %client_ip,
             user.id = user.as_ref().map(|u| u.id.to_string()),
             "failed login"
         );
