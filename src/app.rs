@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -16,6 +17,7 @@ use crate::db::{self, Db};
 use crate::graphql::{self, AppSchema};
 use crate::http;
 use crate::rate_limit::AuthLimiter;
+use crate::tickets::codes::TicketSigner;
 
 /// What every request handler and background task shares. Cheap to clone.
 #[derive(Clone)]
@@ -26,6 +28,10 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     pub limiter: Arc<AuthLimiter>,
     pub trusted_proxies: Arc<Vec<IpNet>>,
+    pub signer: Arc<TicketSigner>,
+    /// SQL statements run through this pool; tests use it to prove that a
+    /// list costs a bounded number of queries.
+    pub statements: Arc<AtomicU64>,
 }
 
 pub struct App {
@@ -42,10 +48,16 @@ impl App {
     pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
         config.validate()?;
         let secret = tokens::load_or_create_dev_secret(&config)?;
-        let db = db::connect(&config.database_url(), config.database_max_connections)
+        let mut db = db::connect(&config.database_url(), config.database_max_connections)
             .await
             .context("connecting to the database (DATABASE_URL)")?;
         db::migrate(&db).await.context("migrating the database")?;
+        let statements = Arc::new(AtomicU64::new(0));
+        let counter = statements.clone();
+        db.set_metric_callback(move |info| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            tracing::trace!(target: "spanglish::sql", sql = %info.statement.sql, elapsed_us = info.elapsed.as_micros() as u64);
+        });
 
         let state = AppState {
             tokens: Arc::new(TokenKeys::new(&secret)?),
@@ -54,6 +66,8 @@ impl App {
                 config.rate_limit_login_per_email,
             )),
             trusted_proxies: Arc::new(config.trusted_proxy_nets()?),
+            signer: Arc::new(TicketSigner::from_secret(&secret)),
+            statements,
             config: Arc::new(config),
             db,
             clock,
@@ -107,15 +121,33 @@ impl App {
     }
 }
 
+/// Periodic chores. Each is safe when every replica runs it: hold expiry is
+/// one conditional UPDATE, and rate-limit memory is per process.
 fn spawn_background_tasks(state: &AppState) -> tokio::task::JoinHandle<()> {
-    let limiter = state.limiter.clone();
+    let state = state.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let mut tick = tokio::time::interval(Duration::from_secs(15));
+        let mut rounds: u64 = 0;
         loop {
             tick.tick().await;
-            limiter.forget_idle();
+            expire_holds(&state).await;
+            rounds += 1;
+            if rounds.is_multiple_of(4) {
+                state.limiter.forget_idle();
+            }
         }
     })
+}
+
+async fn expire_holds(state: &AppState) {
+    match crate::tickets::service::expire_holds(&state.db, state.clock.now()).await {
+        Ok(0) => {}
+        Ok(expired) => {
+            metrics::counter!("ticket_holds_expired_total").increment(expired);
+            tracing::info!(expired, "ticket holds expired");
+        }
+        Err(err) => tracing::error!(error = %err, "expiring ticket holds"),
+    }
 }
 
 async fn shutdown_signal() {

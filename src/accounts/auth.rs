@@ -82,6 +82,20 @@ pub fn client_ip(ctx: &Context<'_>) -> IpAddr {
         .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
+/// The token of an `Authorization: Bearer …` header. Cookies never
+/// authenticate anything.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 /// Declared on a field: the caller must be signed in with at least this role.
 pub struct RoleGuard(Role);
 

@@ -10,6 +10,8 @@ use crate::app::AppState;
 use crate::error::AppError;
 use crate::graphql::pagination::{CountedConnection, PageRequest, parse_id};
 use crate::graphql::scalars::DateTimeScalar;
+use crate::tickets::graphql::{TicketConnection, TicketObject, prefetch};
+use crate::tickets::service as tickets;
 
 pub struct UserObject {
     user: user::Model,
@@ -73,6 +75,24 @@ impl UserObject {
 
     async fn updated_at(&self) -> DateTimeScalar {
         self.user.updated_at.into()
+    }
+
+    /// Their tickets, oldest first: for themself and STAFF+.
+    async fn history(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<TicketConnection> {
+        let viewer = viewer(ctx);
+        if !(self.signed_in_as || viewer.is(self.user.id) || viewer.has_role(Role::Staff)) {
+            return Err(AppError::Forbidden.into());
+        }
+        let state = ctx.data_unchecked::<AppState>();
+        let page = PageRequest::new(ctx, first, after)?;
+        let page = tickets::list(&state.db, tickets::of_user(self.user.id), &page).await?;
+        prefetch(ctx, &page.models()).await?;
+        Ok(page.map(TicketObject).into())
     }
 }
 

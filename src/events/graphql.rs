@@ -8,9 +8,13 @@ use crate::accounts::auth::viewer;
 use crate::accounts::{Role, RoleGuard};
 use crate::app::AppState;
 use crate::error::AppError;
+use crate::graphql::loaders;
 use crate::graphql::pagination::{CountedConnection, PageRequest, parse_id};
 use crate::graphql::scalars::DateTimeScalar;
 use crate::money::{MoneyInput, MoneyObject};
+use crate::tickets::entity::TicketStatus;
+use crate::tickets::graphql::{TicketConnection, TicketObject, prefetch};
+use crate::tickets::service as tickets;
 
 pub struct EventObject(pub event::Model);
 
@@ -56,6 +60,28 @@ impl EventObject {
 
     async fn capacity(&self) -> i32 {
         self.0.capacity
+    }
+
+    /// Capacity minus PENDING (unexpired) and CONFIRMED tickets.
+    async fn tickets_remaining(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
+        let taken = loaders::seats_in_use(ctx, self.0.id).await?;
+        Ok((i64::from(self.0.capacity) - taken).max(0) as i32)
+    }
+
+    #[graphql(guard = "RoleGuard::new(Role::Staff)")]
+    async fn tickets(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        status: Option<TicketStatus>,
+    ) -> async_graphql::Result<TicketConnection> {
+        let state = ctx.data_unchecked::<AppState>();
+        let page = PageRequest::new(ctx, first, after)?;
+        let condition = tickets::of_event(self.0.id, status, state.clock.now());
+        let page = tickets::list(&state.db, condition, &page).await?;
+        prefetch(ctx, &page.models()).await?;
+        Ok(page.map(TicketObject).into())
     }
 
     async fn status(&self) -> EventStatus {
@@ -244,6 +270,20 @@ impl EventMutation {
         let id = parse_id(&id, "id")?;
         let updated = service::update(state, caller, id, input.try_into()?).await?;
         Ok(EventObject(updated))
+    }
+
+    /// Cancels the event and every active ticket for it.
+    #[graphql(guard = "RoleGuard::new(Role::Organizer)")]
+    async fn cancel_event(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        reason: Option<String>,
+    ) -> async_graphql::Result<EventObject> {
+        let state = ctx.data_unchecked::<AppState>();
+        let caller = viewer(ctx).user()?;
+        let cancelled = tickets::cancel_event(state, caller, parse_id(&id, "id")?, reason).await?;
+        Ok(EventObject(cancelled))
     }
 
     /// Refused with CONFLICT once the event has tickets.

@@ -5,13 +5,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::Context;
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
+
+use chrono::{DateTime, Utc};
+use sea_orm::QuerySelect;
 
 use crate::accounts::entity::user;
 use crate::db::Db;
 use crate::error::AppError;
+use crate::events::entity as event;
+use crate::tickets::entity as ticket;
+use crate::tickets::service::holding_seat;
 
 pub struct UserLoader {
     db: Db,
@@ -31,16 +37,80 @@ impl Loader<Uuid> for UserLoader {
     }
 }
 
+pub struct EventLoader {
+    db: Db,
+}
+
+impl Loader<Uuid> for EventLoader {
+    type Value = event::Model;
+    type Error = Arc<sea_orm::DbErr>;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        let rows = event::Entity::find()
+            .filter(event::Column::Id.is_in(keys.iter().copied()))
+            .all(&self.db)
+            .await
+            .map_err(Arc::new)?;
+        Ok(rows.into_iter().map(|e| (e.id, e)).collect())
+    }
+}
+
+/// Seats in use per event, as of the start of the request: one grouped
+/// count for a whole page of events.
+pub struct SeatsLoader {
+    db: Db,
+    now: DateTime<Utc>,
+}
+
+impl Loader<Uuid> for SeatsLoader {
+    type Value = i64;
+    type Error = Arc<sea_orm::DbErr>;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        let rows: Vec<(Uuid, i64)> = ticket::Entity::find()
+            .select_only()
+            .column(ticket::Column::EventId)
+            .column_as(ticket::Column::Id.count(), "seats")
+            .filter(ticket::Column::EventId.is_in(keys.iter().copied()))
+            .filter(holding_seat(self.now))
+            .group_by(ticket::Column::EventId)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(Arc::new)?;
+        Ok(rows.into_iter().collect())
+    }
+}
+
 /// The loaders of one request. Their caches live as long as the request, so
 /// nobody sees another request's data.
 pub struct Loaders {
-    pub users: DataLoader<UserLoader>,
+    pub users: DataLoader<UserLoader, HashMapCache>,
+    pub events: DataLoader<EventLoader, HashMapCache>,
+    pub seats: DataLoader<SeatsLoader, HashMapCache>,
 }
 
 impl Loaders {
-    pub fn new(db: &Db) -> Self {
+    pub fn new(db: &Db, now: DateTime<Utc>) -> Self {
         Self {
-            users: DataLoader::new(UserLoader { db: db.clone() }, tokio::spawn),
+            users: DataLoader::with_cache(
+                UserLoader { db: db.clone() },
+                tokio::spawn,
+                HashMapCache::default(),
+            ),
+            events: DataLoader::with_cache(
+                EventLoader { db: db.clone() },
+                tokio::spawn,
+                HashMapCache::default(),
+            ),
+            seats: DataLoader::with_cache(
+                SeatsLoader {
+                    db: db.clone(),
+                    now,
+                },
+                tokio::spawn,
+                HashMapCache::default(),
+            ),
         }
     }
 }
@@ -56,4 +126,45 @@ fn load_error(err: Arc<sea_orm::DbErr>) -> AppError {
 
 pub async fn user(ctx: &Context<'_>, id: Uuid) -> Result<Option<user::Model>, AppError> {
     loaders(ctx)?.users.load_one(id).await.map_err(load_error)
+}
+
+pub async fn event(ctx: &Context<'_>, id: Uuid) -> Result<Option<event::Model>, AppError> {
+    loaders(ctx)?.events.load_one(id).await.map_err(load_error)
+}
+
+/// Seats held right now (confirmed, or pending and unexpired) for an event.
+pub async fn seats_in_use(ctx: &Context<'_>, event_id: Uuid) -> Result<i64, AppError> {
+    Ok(loaders(ctx)?
+        .seats
+        .load_one(event_id)
+        .await
+        .map_err(load_error)?
+        .unwrap_or(0))
+}
+
+pub async fn users(ctx: &Context<'_>, ids: impl Iterator<Item = Uuid>) -> Result<(), AppError> {
+    loaders(ctx)?
+        .users
+        .load_many(ids)
+        .await
+        .map_err(load_error)?;
+    Ok(())
+}
+
+pub async fn events(ctx: &Context<'_>, ids: impl Iterator<Item = Uuid>) -> Result<(), AppError> {
+    loaders(ctx)?
+        .events
+        .load_many(ids)
+        .await
+        .map_err(load_error)?;
+    Ok(())
+}
+
+pub async fn seats(ctx: &Context<'_>, ids: impl Iterator<Item = Uuid>) -> Result<(), AppError> {
+    loaders(ctx)?
+        .seats
+        .load_many(ids)
+        .await
+        .map_err(load_error)?;
+    Ok(())
 }

@@ -12,12 +12,13 @@ use crate::accounts::graphql::{AccountMutation, AccountQuery};
 use crate::audit::graphql::AuditQuery;
 use crate::config::Config;
 use crate::events::graphql::{EventMutation, EventQuery};
+use crate::tickets::graphql::{TicketMutation, TicketQuery};
 
 #[derive(MergedObject, Default)]
-pub struct Query(AccountQuery, EventQuery, AuditQuery);
+pub struct Query(AccountQuery, EventQuery, TicketQuery, AuditQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(AccountMutation, EventMutation);
+pub struct Mutation(AccountMutation, EventMutation, TicketMutation);
 
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 

@@ -122,6 +122,14 @@ impl<T> Page<T> {
         }
     }
 
+    /// The rows of the page, in order.
+    pub fn models(&self) -> Vec<T>
+    where
+        T: Clone,
+    {
+        self.items.iter().map(|(_, t)| t.clone()).collect()
+    }
+
     pub fn map<U>(self, f: impl Fn(T) -> U) -> Page<U> {
         Page {
             items: self.items.into_iter().map(|(c, t)| (c, f(t))).collect(),

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
 
-use crate::accounts::auth::ClientIp;
+use crate::accounts::auth::{ClientIp, bearer};
 use crate::accounts::service::resolve_viewer;
 use crate::app::AppState;
 use crate::error::AppError;
@@ -39,7 +39,10 @@ pub async fn post(
     let viewer = resolve_viewer(&state, bearer(&headers)).await;
     let prepare = |request: Request| {
         record_operation(&request);
-        request.data(viewer).data(ip).data(Loaders::new(&state.db))
+        request
+            .data(viewer)
+            .data(ip)
+            .data(Loaders::new(&state.db, state.clock.now()))
     };
     let batch = match batch {
         BatchRequest::Single(request) => BatchRequest::Single(prepare(request)),
@@ -68,15 +71,6 @@ pub async fn get(State(state): State<AppState>) -> HttpResponse {
         "use POST for GraphQL",
     )
         .into_response()
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-        .filter(|t| !t.is_empty())
 }
 
 fn record_operation(request: &Request) {

@@ -24,6 +24,7 @@ use crate::accounts::rest as auth_rest;
 use crate::app::AppState;
 use crate::graphql::AppSchema;
 use crate::playground;
+use crate::tickets::rest as tickets_rest;
 
 pub use client_ip::resolve_client_ip;
 
@@ -39,6 +40,8 @@ pub fn router(state: AppState, schema: AppSchema) -> Router {
         .route("/api/auth/login", post(auth_rest::login))
         .route("/api/auth/refresh", post(auth_rest::refresh))
         .route("/api/auth/logout", post(auth_rest::logout))
+        .route("/api/tickets/public-key", get(tickets_rest::public_key))
+        .route("/api/tickets/{id}/qr.svg", get(tickets_rest::qr_svg))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))

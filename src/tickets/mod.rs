@@ -1,3 +1,7 @@
-//! Tickets: seats booked for events.
+//! Tickets: seats booked for events, holds that lapse, and check-in.
 
+pub mod codes;
 pub mod entity;
+pub mod graphql;
+pub mod rest;
+pub mod service;

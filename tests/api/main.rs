@@ -13,4 +13,5 @@ mod events;
 mod graphql_surface;
 mod operations;
 mod rate_limits;
+mod tickets;
 mod walkthrough;

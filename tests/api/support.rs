@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use spanglish::accounts::Role;
 use spanglish::accounts::entity::user;
 use spanglish::app::{App, AppState};
-use spanglish::clock::ManualClock;
+use spanglish::clock::{Clock, ManualClock};
 use spanglish::config::{Config, Secret};
 use tokio::net::TcpListener;
 use uuid::Uuid;
@@ -227,6 +227,52 @@ impl TestApp {
         member
     }
 
+    /// Many members at once, written straight to the database with one
+    /// shared password hash, each with an access token: for load tests,
+    /// where hashing sixty passwords would only slow the test down.
+    pub async fn members(&self, count: usize) -> Vec<Member> {
+        let hash = spanglish::accounts::password::hash("correct horse battery")
+            .await
+            .unwrap();
+        let now = self.clock.now();
+        let mut members = Vec::with_capacity(count);
+        for i in 0..count {
+            let id = Uuid::now_v7();
+            let email = format!("member{i}-{}@example.org", id.simple());
+            user::ActiveModel {
+                id: Set(id),
+                name: Set(format!("Member {i}")),
+                email: Set(email.clone()),
+                password_hash: Set(hash.clone()),
+                phone: Set(None),
+                locale: Set("es".into()),
+                role: Set(Role::Member),
+                created_at: Set(now),
+                updated_at: Set(now),
+            }
+            .insert(&self.state.db)
+            .await
+            .unwrap();
+            let token = self.state.tokens.issue(id, now).unwrap();
+            members.push(Member {
+                id: id.to_string(),
+                token,
+                refresh: String::new(),
+                email,
+            });
+        }
+        members
+    }
+
+    /// A new access token for `member` as of the test clock's now, for use
+    /// after the clock has moved past the old one's fifteen minutes.
+    pub fn fresh_token(&self, member: &Member) -> String {
+        self.state
+            .tokens
+            .issue(Uuid::parse_str(&member.id).unwrap(), self.clock.now())
+            .unwrap()
+    }
+
     pub async fn audit_actions(&self, target: &str) -> Vec<String> {
         use sea_orm::{ColumnTrait, QueryFilter};
         spanglish::audit::entity::Entity::find()
@@ -251,4 +297,60 @@ pub fn error_field(answer: &Value) -> &str {
     answer["errors"][0]["extensions"]["field"]
         .as_str()
         .unwrap_or("")
+}
+
+/// The real `spanglish` binary serving the test's database: a second (or
+/// third) server process, as replicas run in production.
+pub struct ServerProcess {
+    pub base: String,
+    child: std::process::Child,
+}
+
+impl ServerProcess {
+    pub async fn start(app: &TestApp) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_spanglish"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("DATABASE_URL", &app.db.url)
+            .env(
+                "JWT_SECRET",
+                app.state.config.jwt_secret.as_ref().unwrap().expose(),
+            )
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("DATA_DIR", std::env::temp_dir())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Owned at once, so that Drop stops it even when the wait below fails.
+        let server = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            child,
+        };
+        for _ in 0..100 {
+            if let Ok(response) = app
+                .client
+                .get(format!("{}/readyz", server.base))
+                .send()
+                .await
+                && response.status() == 200
+            {
+                return server;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the server process did not become ready");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
