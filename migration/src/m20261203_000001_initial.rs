@@ -48,6 +48,13 @@ impl MigrationTrait for Migration {
                 .drop_table(Table::drop().table(table).if_exists().to_owned())
                 .await?;
         }
+        if manager.get_database_backend() == DatabaseBackend::Postgres {
+            raw(
+                manager,
+                "DROP FUNCTION IF EXISTS audit_logs_refuse_change()",
+            )
+            .await?;
+        }
         Ok(())
     }
 }
@@ -767,11 +774,21 @@ async fn create_audit_logs(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     make_audit_log_append_only(manager).await
 }
 
-/// The audit log is evidence: on PostgreSQL the database itself refuses to
-/// change or remove an entry, whoever asks. (SQLite is a single-operator
-/// embedded store; there the API simply never offers such a write.)
+/// The audit log is evidence: the database itself refuses to change or remove
+/// an entry, whoever asks.
 async fn make_audit_log_append_only(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
-    if manager.get_database_backend() != DatabaseBackend::Postgres {
+    if manager.get_database_backend() == DatabaseBackend::Sqlite {
+        for verb in ["UPDATE", "DELETE"] {
+            raw(
+                manager,
+                &format!(
+                    "CREATE TRIGGER audit_logs_refuse_{} BEFORE {verb} ON audit_logs \
+                     BEGIN SELECT RAISE(ABORT, 'audit_logs is append-only'); END",
+                    verb.to_lowercase()
+                ),
+            )
+            .await?;
+        }
         return Ok(());
     }
     raw(

@@ -9,6 +9,7 @@
 mod support;
 
 mod accounts;
+mod audit;
 mod events;
 mod graphql_surface;
 mod operations;
