@@ -1,14 +1,21 @@
 //! The booking rush: many members booking one event at once, against a real
 //! server process on PostgreSQL. Run through `bench/booking-rush.sh`; it
 //! prints bookings per second, latency percentiles and the final count.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark fails loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark fails loudly"
+)]
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, Database, EntityTrait, PaginatorTrait, QueryFilter, ColumnTrait, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, Database, EntityTrait, PaginatorTrait,
+    QueryFilter, Set,
+};
 use serde_json::{Value, json};
 use spanglish::accounts::Role;
 use spanglish::accounts::entity::user;
@@ -36,7 +43,10 @@ impl Drop for Server {
 
 #[tokio::main]
 async fn main() {
-    let admin_url = setting("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres");
+    let admin_url = setting(
+        "BENCH_POSTGRES_URL",
+        "postgres://postgres@127.0.0.1:5432/postgres",
+    );
     let binary = setting("SPANGLISH_BIN", "target/release/spanglish");
     let members: usize = setting("BENCH_MEMBERS", "1000").parse().unwrap();
     let capacity: i32 = setting("BENCH_CAPACITY", "200").parse().unwrap();
@@ -44,11 +54,18 @@ async fn main() {
 
     let name = format!("spanglish_bench_{}", Uuid::new_v4().simple());
     let admin = Database::connect(&admin_url).await.unwrap();
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
     let server_url = admin_url.rsplit_once('/').unwrap().0.to_string();
     let url = format!("{server_url}/{name}");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let server = Server(
         Command::new(&binary)
             .env("DATABASE_URL", &url)
@@ -61,7 +78,10 @@ async fn main() {
             .expect("build the server first: cargo build --release"),
     );
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()
+        .unwrap();
     wait_ready(&client, &base).await;
 
     let db = Database::connect(&url).await.unwrap();
@@ -71,7 +91,14 @@ async fn main() {
     let queue = Arc::new(Mutex::new(tokens));
     let started = Instant::now();
     let workers: Vec<_> = (0..connections)
-        .map(|_| tokio::spawn(worker(client.clone(), base.clone(), event_id, queue.clone())))
+        .map(|_| {
+            tokio::spawn(worker(
+                client.clone(),
+                base.clone(),
+                event_id,
+                queue.clone(),
+            ))
+        })
         .collect();
     let mut latencies = Vec::new();
     let (mut booked, mut sold_out, mut errors) = (0, 0, 0);
@@ -87,19 +114,42 @@ async fn main() {
     }
     let elapsed = started.elapsed();
 
-    let held = ticket::Entity::find().filter(ticket::Column::EventId.eq(event_id)).count(&db).await.unwrap();
+    let held = ticket::Entity::find()
+        .filter(ticket::Column::EventId.eq(event_id))
+        .count(&db)
+        .await
+        .unwrap();
     latencies.sort();
-    let percentile = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    println!("requests: {} over {connections} connections in {:.2}s", latencies.len(), elapsed.as_secs_f64());
-    println!("requests per second: {:.0}", latencies.len() as f64 / elapsed.as_secs_f64());
+    let percentile =
+        |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "requests: {} over {connections} connections in {:.2}s",
+        latencies.len(),
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "requests per second: {:.0}",
+        latencies.len() as f64 / elapsed.as_secs_f64()
+    );
     println!("booked: {booked}, sold out: {sold_out}, other errors: {errors}");
-    println!("latency p50: {:.1} ms, p99: {:.1} ms", ms(percentile(0.50)), ms(percentile(0.99)));
+    println!(
+        "latency p50: {:.1} ms, p99: {:.1} ms",
+        ms(percentile(0.50)),
+        ms(percentile(0.99))
+    );
     println!("tickets in the database: {held} (capacity {capacity})");
 
     drop(server);
     db.close().await.ok();
-    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok();
-    assert_eq!(held as i32, capacity.min(members as i32), "oversold or undersold");
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .ok();
+    assert_eq!(
+        held as i32,
+        capacity.min(members as i32),
+        "oversold or undersold"
+    );
 }
 
 fn ms(d: Duration) -> f64 {
@@ -167,16 +217,26 @@ async fn seed_members(db: &sea_orm::DatabaseConnection, count: usize) -> Vec<Str
         tokens.push(keys.issue(id, now).unwrap());
     }
     for chunk in rows.chunks(500) {
-        user::Entity::insert_many(chunk.to_vec()).exec(db).await.unwrap();
+        user::Entity::insert_many(chunk.to_vec())
+            .exec(db)
+            .await
+            .unwrap();
     }
     tokens
 }
 
-async fn worker(client: reqwest::Client, base: String, event: Uuid, queue: Arc<Mutex<Vec<String>>>) -> Vec<(Duration, String)> {
+async fn worker(
+    client: reqwest::Client,
+    base: String,
+    event: Uuid,
+    queue: Arc<Mutex<Vec<String>>>,
+) -> Vec<(Duration, String)> {
     let mut results = Vec::new();
     let query = "mutation($e: ID!) { bookTicket(eventId: $e) { id } }";
     loop {
-        let Some(token) = queue.lock().await.pop() else { break };
+        let Some(token) = queue.lock().await.pop() else {
+            break;
+        };
         let started = Instant::now();
         let answer: Value = client
             .post(format!("{base}/graphql"))
@@ -188,7 +248,10 @@ async fn worker(client: reqwest::Client, base: String, event: Uuid, queue: Arc<M
             .json()
             .await
             .unwrap();
-        let code = answer["errors"][0]["extensions"]["code"].as_str().unwrap_or("").to_string();
+        let code = answer["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         if !code.is_empty() && code != "SOLD_OUT" {
             eprintln!("unexpected answer: {answer}");
         }

@@ -146,6 +146,8 @@ pub async fn book(
     event_id: Uuid,
 ) -> AppResult<ticket::Model> {
     let now = state.clock.now();
+    refuse_if_full(state, event_id, now).await?;
+
     let txn = db::begin_write(&state.db).await?;
     let event = lock_event(&txn, event_id)
         .await?
@@ -214,6 +216,22 @@ pub async fn book(
     metrics::counter!("tickets_booked_total").increment(1);
     tracing::info!(ticket.id = %id, event.id = %event_id, "ticket booked");
     Ok(booked)
+}
+
+/// In a rush most requests come after the last seat went. Telling them so
+/// without queueing for the event's lock keeps the lock for those who can
+/// still get a seat. (A seat freed a moment later is not promised to anyone:
+/// the answer was true when given.)
+async fn refuse_if_full(state: &AppState, event_id: Uuid, now: DateTime<Utc>) -> AppResult<()> {
+    let Some(event) = event::Entity::find_by_id(event_id).one(&state.db).await? else {
+        return Ok(());
+    };
+    let full = seats_in_use(&state.db, event_id, now).await? >= event.capacity.max(0) as u64;
+    if event.status == EventStatus::Published && full {
+        metrics::counter!("tickets_sold_out_total").increment(1);
+        return Err(AppError::SoldOut);
+    }
+    Ok(())
 }
 
 /// The ticket, if the caller may know it exists: its owner or staff.
