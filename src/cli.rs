@@ -88,8 +88,8 @@ fn admin_password() -> anyhow::Result<String> {
     if let Ok(password) = std::env::var("ADMIN_PASSWORD") {
         return Ok(password);
     }
-    let first =
-        rpassword::prompt_password("Password for the admin: ").context("reading the password")?;
+    let first = rpassword::prompt_password("Password for the admin: ")
+        .context("reading the password from the terminal (or set ADMIN_PASSWORD)")?;
     let second = rpassword::prompt_password("Again: ").context("reading the password")?;
     anyhow::ensure!(first == second, "the two passwords differ");
     Ok(first)

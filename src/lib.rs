@@ -20,6 +20,7 @@ pub mod money;
 pub mod playground;
 pub mod rate_limit;
 pub mod telemetry;
+pub mod text;
 pub mod tickets;
 
 pub use app::App;

@@ -12,8 +12,8 @@ use rust_decimal::Decimal;
 use crate::error::AppError;
 
 /// The contract's `Decimal` scalar: a decimal number written as a string.
-/// Unlike a JSON number, a string cannot lose precision on its way here, so a
-/// number literal is accepted only when it is an integer.
+/// Unlike a JSON number, a string cannot lose precision on its way here, so
+/// number literals are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecimalScalar(pub Decimal);
 
@@ -24,14 +24,17 @@ impl ScalarType for DecimalScalar {
             Value::String(s) => Decimal::from_str(s.trim())
                 .map(DecimalScalar)
                 .map_err(|_| InputValueError::custom(format!("\"{s}\" is not a decimal number"))),
-            Value::Number(n) => n
-                .as_i64()
-                .map(|i| DecimalScalar(Decimal::from(i)))
-                .ok_or_else(|| {
-                    InputValueError::custom("write a fractional amount as a string, e.g. \"12.50\"")
-                }),
+            Value::Number(_) => Err(InputValueError::custom(
+                "write amounts as strings, e.g. \"12.50\": a JSON number may lose precision",
+            )),
             _ => Err(InputValueError::expected_type(value)),
         }
+    }
+
+    /// Checked during validation too, so a bad value is reported with the
+    /// argument that holds it.
+    fn is_valid(value: &Value) -> bool {
+        Self::parse(value.clone()).is_ok()
     }
 
     fn to_value(&self) -> Value {
@@ -73,11 +76,14 @@ impl Money {
             return Err(AppError::bad_input(field, message));
         }
 
-        let minor = (normalized * Decimal::from(10_i64.pow(exponent)))
+        let too_large = || AppError::bad_input(field, "the amount is too large");
+        let minor = normalized
+            .checked_mul(Decimal::from(10_i64.pow(exponent)))
+            .ok_or_else(too_large)?
             .trunc()
             .to_string()
             .parse::<i64>()
-            .map_err(|_| AppError::bad_input(field, "the amount is too large"))?;
+            .map_err(|_| too_large())?;
         Ok(Self { minor, currency })
     }
 
@@ -186,6 +192,13 @@ mod tests {
         assert_eq!(usd.amount().to_string(), "12.50");
         let pyg = Money::from_minor(50_000, "PYG").unwrap();
         assert_eq!(pyg.amount().to_string(), "50000");
+    }
+
+    #[test]
+    fn huge_amounts_are_refused_not_overflowed() {
+        assert!(Money::from_decimal(dec("79228162514264337593543950335"), "USD", "price").is_err());
+        assert!(Money::from_decimal(dec("7922816251426433759354395033"), "KWD", "price").is_err());
+        assert!(Money::from_decimal(dec("92233720368547758.08"), "USD", "price").is_err());
     }
 
     #[test]

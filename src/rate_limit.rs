@@ -68,18 +68,17 @@ impl AuthLimiter {
         }
     }
 
-    /// Counts a failed sign-in against `email`; the one that spends the
-    /// quota locks the email until a failure may be counted again.
+    /// Counts a failed sign-in against `email`. The failure that spends the
+    /// quota locks the email for a whole window, so no window of fifteen
+    /// minutes sees more failures than the quota.
     pub fn record_failure(&self, email: &str) {
         let key = email.to_lowercase();
-        let clock = DefaultClock::default();
-        let until = match self.failures_per_email.check_key(&key) {
-            Ok(state) if state.remaining_burst_capacity() > 0 => return,
-            Ok(state) => Instant::now() + replenish_time(&state),
-            Err(not_until) => Instant::now() + not_until.wait_time_from(clock.now()),
+        let spent = match self.failures_per_email.check_key(&key) {
+            Ok(state) => state.remaining_burst_capacity() == 0,
+            Err(_) => true,
         };
-        if let Ok(mut locked) = self.locked.lock() {
-            locked.insert(key, until);
+        if spent && let Ok(mut locked) = self.locked.lock() {
+            locked.insert(key, Instant::now() + EMAIL_WINDOW);
         }
     }
 
@@ -92,11 +91,6 @@ impl AuthLimiter {
             locked.retain(|_, until| *until > now);
         }
     }
-}
-
-fn replenish_time(state: &governor::middleware::StateSnapshot) -> Duration {
-    let quota = state.quota();
-    quota.replenish_interval()
 }
 
 fn limited(wait: Duration) -> AppError {

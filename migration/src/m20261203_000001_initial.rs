@@ -100,6 +100,8 @@ enum Users {
     Id,
     Name,
     Email,
+    EmailKey,
+    SearchText,
     PasswordHash,
     Phone,
     Locale,
@@ -116,6 +118,8 @@ async fn create_users(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
                 .col(pk_uuid(Users::Id))
                 .col(string(Users::Name))
                 .col(string(Users::Email))
+                .col(string(Users::EmailKey))
+                .col(text(Users::SearchText))
                 .col(string(Users::PasswordHash))
                 .col(string_null(Users::Phone))
                 .col(string_len(Users::Locale, 8).default("es"))
@@ -127,12 +131,19 @@ async fn create_users(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
         .await?;
 
     // Case-insensitive uniqueness lives in the database, so two concurrent
-    // registrations of "Ana@x.org" and "ana@x.org" cannot both succeed.
-    raw(
-        manager,
-        "CREATE UNIQUE INDEX users_email_lower_key ON users (lower(email))",
-    )
-    .await?;
+    // registrations of "Ana@x.org" and "ANA@x.org" cannot both succeed. The
+    // key is folded by the application (SQLite's lower() knows only ASCII,
+    // and "Élodie" must collide with "élodie" on both databases).
+    manager
+        .create_index(
+            Index::create()
+                .name("users_email_key")
+                .table(Users::Table)
+                .col(Users::EmailKey)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
     index(
         manager,
         "users_created_at_idx",
@@ -293,6 +304,7 @@ enum Events {
     EndsAt,
     Timezone,
     Location,
+    SearchText,
     PriceMinor,
     Currency,
     Capacity,
@@ -317,6 +329,7 @@ async fn create_events(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
                 .col(timestamp_with_time_zone(Events::EndsAt))
                 .col(string_len(Events::Timezone, 64))
                 .col(string(Events::Location))
+                .col(text(Events::SearchText))
                 .col(big_integer_null(Events::PriceMinor))
                 .col(char_len_null(Events::Currency, 3))
                 .col(integer(Events::Capacity))

@@ -42,6 +42,10 @@ pub mod user {
         pub id: Uuid,
         pub name: String,
         pub email: String,
+        /// The email folded to lower case: what uniqueness and sign-in use.
+        pub email_key: String,
+        /// Name and email, folded, for `users(filter: { search })`.
+        pub search_text: String,
         pub password_hash: String,
         pub phone: Option<String>,
         pub locale: String,

@@ -78,6 +78,7 @@ impl UserObject {
     }
 
     /// Their tickets, oldest first: for themself and STAFF+.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
     async fn history(
         &self,
         ctx: &Context<'_>,
@@ -180,7 +181,10 @@ impl AccountQuery {
         Ok(Some(UserObject::from(found)))
     }
 
-    #[graphql(guard = "RoleGuard::new(Role::Organizer)")]
+    #[graphql(
+        guard = "RoleGuard::new(Role::Organizer)",
+        complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity"
+    )]
     async fn users(
         &self,
         ctx: &Context<'_>,

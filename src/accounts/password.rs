@@ -31,6 +31,12 @@ pub fn validate(password: &str, field: &str) -> AppResult<()> {
             format!("the password must be {MIN_LEN} to {MAX_LEN} characters"),
         ));
     }
+    if password.trim().is_empty() {
+        return Err(AppError::bad_input(
+            field,
+            "the password cannot be only spaces",
+        ));
+    }
     Ok(())
 }
 

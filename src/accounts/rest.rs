@@ -2,6 +2,7 @@
 //! rather not speak GraphQL for their session.
 
 use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::ClientIp;
 use super::service::{self, Session};
 use crate::app::AppState;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -43,11 +44,25 @@ impl From<Session> for TokenPair {
     }
 }
 
+/// Reads a JSON body, answering a malformed one in the API's error shape
+/// rather than axum's plain text.
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> AppResult<T> {
+    body.map(|Json(body)| body)
+        .map_err(|rejection| AppError::BadInput {
+            message: format!(
+                "the body must be JSON of the documented shape: {}",
+                rejection.body_text()
+            ),
+            field: None,
+        })
+}
+
 pub async fn login(
     State(state): State<AppState>,
     Extension(ip): Extension<ClientIp>,
-    Json(body): Json<LoginBody>,
+    body: Result<Json<LoginBody>, JsonRejection>,
 ) -> AppResult<Json<TokenPair>> {
+    let body = json_body(body)?;
     state.limiter.attempt_from(ip.0)?;
     Ok(Json(
         service::login(&state, &body.email, &body.password, ip.0)
@@ -58,8 +73,9 @@ pub async fn login(
 
 pub async fn refresh(
     State(state): State<AppState>,
-    Json(body): Json<RefreshBody>,
+    body: Result<Json<RefreshBody>, JsonRejection>,
 ) -> AppResult<Json<TokenPair>> {
+    let body = json_body(body)?;
     Ok(Json(
         service::refresh(&state, &body.refresh_token).await?.into(),
     ))
@@ -67,8 +83,9 @@ pub async fn refresh(
 
 pub async fn logout(
     State(state): State<AppState>,
-    Json(body): Json<RefreshBody>,
+    body: Result<Json<RefreshBody>, JsonRejection>,
 ) -> AppResult<Response> {
+    let body = json_body(body)?;
     service::logout(&state, &body.refresh_token).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

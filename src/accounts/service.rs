@@ -1,10 +1,10 @@
 //! Account rules: who may register, sign in, refresh, and change what.
 
 use chrono::Duration;
-use sea_orm::sea_query::{Expr, ExprTrait, Func};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -16,7 +16,8 @@ use crate::app::AppState;
 use crate::audit;
 use crate::db;
 use crate::error::{AppError, AppResult, unique_violation};
-use crate::graphql::pagination::{Cursor, Page, PageRequest};
+use crate::graphql::pagination::{Cursor, Page, PageRequest, like_pattern};
+use crate::text;
 
 /// What a successful sign-in hands back.
 pub struct Session {
@@ -52,12 +53,30 @@ pub struct UserFilter {
 
 pub const LOCALES: [&str; 2] = ["es", "en"];
 
+/// A bare address on a public domain: no display name ("Eve <ana@x.org>"
+/// would otherwise be a second account for Ana's mailbox), no IP literal, no
+/// single-label host.
 pub fn normalize_email(raw: &str) -> AppResult<String> {
     let email = raw.trim();
-    if email.len() > 254 || !email_address::EmailAddress::is_valid(email) {
+    let options = email_address::Options {
+        minimum_sub_domains: 2,
+        allow_domain_literal: false,
+        allow_display_text: false,
+        ..email_address::Options::default()
+    };
+    let parsed = email_address::EmailAddress::parse_with_options(email, options);
+    if email.len() > 254 || parsed.is_err() || email.chars().any(char::is_control) {
         return Err(AppError::bad_input("email", "enter a valid email address"));
     }
     Ok(email.to_string())
+}
+
+pub fn email_key(email: &str) -> String {
+    text::fold(email.trim())
+}
+
+fn search_text(name: &str, email: &str) -> String {
+    text::fold(&format!("{name} {email}"))
 }
 
 fn validate_name(raw: &str) -> AppResult<String> {
@@ -68,12 +87,7 @@ fn validate_name(raw: &str) -> AppResult<String> {
             "the name must be 1 to 100 characters",
         ));
     }
-    if name.chars().any(char::is_control) {
-        return Err(AppError::bad_input(
-            "name",
-            "the name cannot contain control characters",
-        ));
-    }
+    text::check_clean("name", name, false)?;
     Ok(name.to_string())
 }
 
@@ -110,9 +124,8 @@ pub async fn find_by_email(
     db: &impl ConnectionTrait,
     email: &str,
 ) -> AppResult<Option<user::Model>> {
-    let lowered = Expr::expr(Func::lower(Expr::col(user::Column::Email)));
     Ok(user::Entity::find()
-        .filter(lowered.eq(email.to_lowercase()))
+        .filter(user::Column::EmailKey.eq(email_key(email)))
         .one(db)
         .await?)
 }
@@ -121,11 +134,16 @@ pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<user:
     Ok(user::Entity::find_by_id(id).one(db).await?)
 }
 
-/// Resolves a bearer token to the caller. The role is read from the database,
-/// not the token, so a demotion takes effect at once.
-pub async fn resolve_viewer(state: &AppState, bearer: Option<&str>) -> Viewer {
-    let Some(token) = bearer else {
+/// Resolves the `Authorization` header to the caller. No header is an
+/// anonymous caller; a header that is not a valid bearer token is a bad
+/// token. The role is read from the database, not the token, so a demotion
+/// takes effect at once.
+pub async fn resolve_viewer(state: &AppState, headers: &axum::http::HeaderMap) -> Viewer {
+    if !headers.contains_key(axum::http::header::AUTHORIZATION) {
         return Viewer::Anonymous;
+    }
+    let Some(token) = super::auth::bearer(headers) else {
+        return Viewer::InvalidToken;
     };
     let Ok(claims) = state.tokens.verify(token, state.clock.now()) else {
         return Viewer::InvalidToken;
@@ -154,6 +172,8 @@ pub async fn register(state: &AppState, input: NewUser) -> AppResult<Session> {
     let now = state.clock.now();
     let model = user::ActiveModel {
         id: Set(Uuid::now_v7()),
+        search_text: Set(search_text(&name, &email)),
+        email_key: Set(email_key(&email)),
         name: Set(name),
         email: Set(email),
         password_hash: Set(password_hash),
@@ -164,7 +184,7 @@ pub async fn register(state: &AppState, input: NewUser) -> AppResult<Session> {
         updated_at: Set(now),
     };
     let user = model.insert(&state.db).await.map_err(|err| {
-        if unique_violation(&err, "users_email_lower_key", "users.email") {
+        if unique_violation(&err, "users_email_key", "users.email_key") {
             AppError::conflict_on("email", "this email is already registered")
         } else {
             err.into()
@@ -181,12 +201,28 @@ pub async fn login(
     password_attempt: &str,
     client_ip: std::net::IpAddr,
 ) -> AppResult<Session> {
-    state.limiter.check_email(email.trim())?;
+    if let Err(limited) = state.limiter.check_email(email.trim()) {
+        tracing::warn!(
+            target: "spanglish::security",
+            event = "login_rate_limited",
+            client.ip = %client_ip,
+            "login refused: too many failures for this email"
+        );
+        return Err(limited);
+    }
 
-    let user = find_by_email(&state.db, email.trim()).await?;
+    // An address that could never have registered is a wrong credential,
+    // answered like any other (and never sent to the database).
+    let email = normalize_email(email).unwrap_or_default();
+    let user = match email.is_empty() {
+        true => None,
+        false => find_by_email(&state.db, &email).await?,
+    };
     let stored = user.as_ref().map(|u| u.password_hash.as_str());
     if !password::verify(password_attempt, stored).await {
-        state.limiter.record_failure(email.trim());
+        if !email.is_empty() {
+            state.limiter.record_failure(&email);
+        }
         tracing::warn!(
             target: "spanglish::security",
             event = "login_failed",
@@ -329,18 +365,8 @@ pub async fn list(
     if let Some(role) = filter.role {
         condition = condition.add(user::Column::Role.eq(role));
     }
-    if let Some(search) = filter
-        .search
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        let pattern = crate::graphql::pagination::like_pattern(search);
-        condition = condition.add(
-            Condition::any()
-                .add(Expr::expr(Func::lower(Expr::col(user::Column::Name))).like(pattern.clone()))
-                .add(Expr::expr(Func::lower(Expr::col(user::Column::Email))).like(pattern)),
-        );
+    if let Some(term) = text::search_term("search", filter.search.as_deref())? {
+        condition = condition.add(user::Column::SearchText.like(like_pattern(&term)));
     }
 
     let total = if page.wants_total {
@@ -421,6 +447,7 @@ pub async fn update(
     let mut model: user::ActiveModel = current.clone().into();
     let mut changed = Vec::new();
     if let Some(name) = name {
+        model.search_text = Set(search_text(&name, &current.email));
         model.name = Set(name);
         changed.push("name");
     }
@@ -470,11 +497,19 @@ pub async fn update(
     Ok(updated)
 }
 
-async fn count_admins(db: &impl ConnectionTrait) -> AppResult<u64> {
-    Ok(user::Entity::find()
-        .filter(user::Column::Role.eq(Role::Admin))
-        .count(db)
-        .await?)
+/// Counts admins, locking their rows on PostgreSQL so that two admins
+/// demoting each other at the same instant cannot both see "another admin
+/// remains". (SQLite's write transaction is exclusive already.)
+async fn count_admins(txn: &DatabaseTransaction) -> AppResult<u64> {
+    let mut query = user::Entity::find()
+        .select_only()
+        .column(user::Column::Id)
+        .filter(user::Column::Role.eq(Role::Admin));
+    if db::is_postgres(txn) {
+        query = query.lock_exclusive();
+    }
+    let ids: Vec<Uuid> = query.into_tuple().all(txn).await?;
+    Ok(ids.len() as u64)
 }
 
 /// For `spanglish create-admin`: creates the account, or promotes and
@@ -497,6 +532,7 @@ pub async fn create_or_promote_admin(
             let previous = existing.role;
             let mut model: user::ActiveModel = existing.into();
             model.role = Set(Role::Admin);
+            model.search_text = Set(search_text(&name, &email));
             model.name = Set(name);
             model.password_hash = Set(hash);
             model.updated_at = Set(now);
@@ -518,6 +554,8 @@ pub async fn create_or_promote_admin(
         None => {
             let saved = user::ActiveModel {
                 id: Set(Uuid::now_v7()),
+                search_text: Set(search_text(&name, &email)),
+                email_key: Set(email_key(&email)),
                 name: Set(name),
                 email: Set(email),
                 password_hash: Set(hash),

@@ -60,7 +60,10 @@ pub struct AuditQuery;
 
 #[Object]
 impl AuditQuery {
-    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    #[graphql(
+        guard = "RoleGuard::new(Role::Admin)",
+        complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity"
+    )]
     async fn audit_logs(
         &self,
         ctx: &Context<'_>,

@@ -47,6 +47,8 @@ pub struct Model {
     /// IANA name, e.g. "America/Asuncion".
     pub timezone: String,
     pub location: String,
+    /// Title, description and location, folded, for the search filter.
+    pub search_text: String,
     /// Minor units of `currency`; both null for a free event.
     pub price_minor: Option<i64>,
     pub currency: Option<String>,

@@ -68,7 +68,10 @@ impl EventObject {
         Ok((i64::from(self.0.capacity) - taken).max(0) as i32)
     }
 
-    #[graphql(guard = "RoleGuard::new(Role::Staff)")]
+    #[graphql(
+        guard = "RoleGuard::new(Role::Staff)",
+        complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity"
+    )]
     async fn tickets(
         &self,
         ctx: &Context<'_>,
@@ -203,6 +206,7 @@ pub struct EventQuery;
 #[Object]
 impl EventQuery {
     /// Ordered by startsAt, then id.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
     async fn events(
         &self,
         ctx: &Context<'_>,

@@ -2,10 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    QueryFilter, QueryOrder, QuerySelect, Set, Unchanged,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -19,6 +18,7 @@ use crate::error::{AppError, AppResult, unique_violation};
 use crate::graphql::pagination::{Cursor, Page, PageRequest, like_pattern};
 use crate::media::entity as media;
 use crate::money::Money;
+use crate::text;
 use crate::tickets::entity::{self as ticket, TicketStatus};
 
 pub const DEFAULT_TIMEZONE: &str = "America/Asuncion";
@@ -100,20 +100,8 @@ pub async fn list(
     if let Some(before) = filter.starts_before {
         condition = condition.add(event::Column::StartsAt.lt(before));
     }
-    if let Some(search) = filter
-        .search
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        let pattern = like_pattern(search);
-        let lower = |c: event::Column| Expr::expr(Func::lower(Expr::col(c)));
-        condition = condition.add(
-            Condition::any()
-                .add(lower(event::Column::Title).like(pattern.clone()))
-                .add(lower(event::Column::Description).like(pattern.clone()))
-                .add(lower(event::Column::Location).like(pattern)),
-        );
+    if let Some(term) = text::search_term("search", filter.search.as_deref())? {
+        condition = condition.add(event::Column::SearchText.like(like_pattern(&term)));
     }
 
     let total = match page.wants_total {
@@ -142,6 +130,7 @@ pub async fn list(
 
 fn validate_text(field: &str, value: &str, min: usize, max: usize) -> AppResult<String> {
     let trimmed = value.trim();
+    text::check_clean(field, trimmed, field == "description")?;
     let len = trimmed.chars().count();
     if len < min || len > max {
         return Err(AppError::bad_input(
@@ -176,6 +165,10 @@ fn validate_slug(raw: &str) -> AppResult<String> {
         ));
     }
     Ok(slug)
+}
+
+fn search_text(title: &str, description: &str, location: &str) -> String {
+    text::fold(&format!("{title}\n{description}\n{location}"))
 }
 
 fn slug_base(title: &str) -> String {
@@ -249,9 +242,10 @@ async fn check_banner(db: &impl ConnectionTrait, banner: Option<Uuid>) -> AppRes
     Ok(())
 }
 
-fn check_times(starts_at: DateTime<Utc>, ends_at: DateTime<Utc>) -> AppResult<()> {
+/// `field` is the input to blame: the one the caller changed.
+fn check_times(starts_at: DateTime<Utc>, ends_at: DateTime<Utc>, field: &str) -> AppResult<()> {
     if ends_at <= starts_at {
-        return Err(AppError::bad_input("endsAt", "must be after startsAt"));
+        return Err(AppError::bad_input(field, "endsAt must be after startsAt"));
     }
     Ok(())
 }
@@ -285,7 +279,7 @@ pub async fn create(
     )?;
     let starts_at = fields.starts_at.ok_or_else(|| missing("startsAt"))?;
     let ends_at = fields.ends_at.ok_or_else(|| missing("endsAt"))?;
-    check_times(starts_at, ends_at)?;
+    check_times(starts_at, ends_at, "endsAt")?;
     let timezone = validate_timezone(fields.timezone.as_deref().unwrap_or(DEFAULT_TIMEZONE))?;
     let price = validate_price(fields.price.flatten())?;
     let capacity = validate_capacity(fields.capacity.ok_or_else(|| missing("capacity"))?)?;
@@ -313,6 +307,7 @@ pub async fn create(
             ends_at: Set(ends_at),
             timezone: Set(timezone.clone()),
             location: Set(location.clone()),
+            search_text: Set(search_text(&title, &description, &location)),
             price_minor: Set(price.map(|m| m.minor)),
             currency: Set(price.map(|m| m.code().to_string())),
             capacity: Set(capacity),
@@ -409,7 +404,12 @@ pub async fn update(
     let starts_at = fields.starts_at.unwrap_or(current.starts_at);
     let ends_at = fields.ends_at.unwrap_or(current.ends_at);
     if fields.starts_at.is_some() || fields.ends_at.is_some() {
-        check_times(starts_at, ends_at)?;
+        let blamed = if fields.ends_at.is_some() {
+            "endsAt"
+        } else {
+            "startsAt"
+        };
+        check_times(starts_at, ends_at, blamed)?;
         model.starts_at = Set(starts_at);
         model.ends_at = Set(ends_at);
         changed.push("schedule");
@@ -448,6 +448,14 @@ pub async fn update(
 
     let now = state.clock.now();
     model.updated_at = Set(now);
+    if let (
+        Set(title) | Unchanged(title),
+        Set(description) | Unchanged(description),
+        Set(location) | Unchanged(location),
+    ) = (&model.title, &model.description, &model.location)
+    {
+        model.search_text = Set(search_text(title, description, location));
+    }
     let updated = model.update(&txn).await.map_err(|err| {
         if unique_violation(&err, "events_slug_key", "events.slug") {
             AppError::conflict_on("slug", "this slug is taken")

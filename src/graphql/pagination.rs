@@ -163,20 +163,28 @@ impl<T: OutputType> From<Page<T>> for CountedConnection<T> {
     }
 }
 
-/// A case-insensitive "contains" pattern, with the user's `%` and `_` taken
-/// literally. Compare it against `lower(column)`.
+/// A "contains" pattern for a folded search term (`text::search_term`),
+/// with the user's `%` and `_` taken literally. Compare it against a column
+/// folded the same way.
 pub fn like_pattern(search: &str) -> LikeExpr {
     let escaped = search
-        .to_lowercase()
         .replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_");
     LikeExpr::new(format!("%{escaped}%")).escape('\\')
 }
 
-/// Parses a GraphQL `ID` argument as a UUID, in any letter case.
+/// Parses a GraphQL `ID` argument as a UUID in its hyphenated form, in any
+/// letter case (braced, URN and hyphen-less forms are not ids of this API).
 pub fn parse_id(id: &async_graphql::ID, field: &str) -> AppResult<Uuid> {
-    Uuid::parse_str(id.as_str()).map_err(|_| AppError::bad_input(field, "not a valid id"))
+    parse_uuid(id.as_str()).ok_or_else(|| AppError::bad_input(field, "not a valid id"))
+}
+
+pub fn parse_uuid(raw: &str) -> Option<Uuid> {
+    if raw.len() != 36 {
+        return None;
+    }
+    Uuid::parse_str(raw).ok()
 }
 
 #[cfg(test)]

@@ -111,6 +111,7 @@ impl TicketQuery {
         Ok(Some(TicketObject(found)))
     }
 
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
     async fn my_tickets(
         &self,
         ctx: &Context<'_>,

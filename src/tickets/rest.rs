@@ -10,14 +10,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use qrcode::QrCode;
 use qrcode::render::svg;
 use serde_json::json;
-use uuid::Uuid;
 
 use super::entity::TicketStatus;
 use super::service;
-use crate::accounts::auth::bearer;
 use crate::accounts::service::resolve_viewer;
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
+use crate::graphql::pagination::parse_uuid;
 
 /// The Ed25519 key as a JWK (RFC 8037), with the code format spelled out.
 pub async fn public_key(State(state): State<AppState>) -> Response {
@@ -42,8 +41,8 @@ pub async fn qr_svg(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let caller = resolve_viewer(&state, bearer(&headers)).await.user()?;
-    let id = Uuid::parse_str(&id).map_err(|_| AppError::bad_input("id", "not a valid id"))?;
+    let caller = resolve_viewer(&state, &headers).await.user()?;
+    let id = parse_uuid(&id).ok_or_else(|| AppError::bad_input("id", "not a valid id"))?;
     let ticket = service::get_visible(&state.db, caller, id).await?;
     let code = match (ticket.status, ticket.code) {
         (TicketStatus::Confirmed, Some(code)) => code,

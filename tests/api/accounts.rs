@@ -371,3 +371,102 @@ on_both_databases!(
     changing_ones_password_needs_the_current_one,
     the_last_admin_cannot_demote_themself,
 );
+
+mod hardening {
+    use serde_json::json;
+    use spanglish::accounts::Role;
+
+    use crate::support::{Backend, TestApp, error_code, error_field, on_both_databases};
+
+    const REGISTER: &str =
+        "mutation($input: RegisterInput!) { register(input: $input) { user { id } } }";
+
+    async fn emails_are_bare_addresses_unique_in_any_script(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        app.register("Élodie", "ÉLODIE@example.org").await;
+
+        let twin = json!({ "name": "Twin", "email": "élodie@EXAMPLE.org", "password": "long enough pass" });
+        let answer = app.gql(None, REGISTER, json!({ "input": twin })).await;
+        assert_eq!(error_code(&answer), "CONFLICT", "{answer}");
+
+        let login = app
+            .client
+            .post(app.url("/api/auth/login"))
+            .json(&json!({ "email": "élodie@example.org", "password": "correct horse battery" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), 200, "sign-in ignores case beyond ASCII");
+
+        for email in [
+            "Evil <elodie@example.org>",
+            "x@localhost",
+            "x@[127.0.0.1]",
+            "a\u{0}b@example.org",
+        ] {
+            let input = json!({ "name": "Evil", "email": email, "password": "long enough pass" });
+            let answer = app.gql(None, REGISTER, json!({ "input": input })).await;
+            assert_eq!(error_code(&answer), "BAD_USER_INPUT", "{email}: {answer}");
+        }
+        let nul_login = app
+            .client
+            .post(app.url("/api/auth/login"))
+            .json(&json!({ "email": "a\u{0}b@example.org", "password": "whatever pass" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(nul_login.status(), 401);
+
+        let spaces =
+            json!({ "name": "Blank", "email": "blank@example.org", "password": "          " });
+        assert_eq!(
+            error_field(&app.gql(None, REGISTER, json!({ "input": spaces })).await),
+            "password"
+        );
+        let bidi = json!({ "name": "\u{202E}nimda", "email": "bidi@example.org", "password": "long enough pass" });
+        assert_eq!(
+            error_field(&app.gql(None, REGISTER, json!({ "input": bidi })).await),
+            "name"
+        );
+
+        let organizer = app.user_with_role(Role::Organizer).await;
+        let found = app
+            .gql(
+                Some(&organizer.token),
+                "{ users(filter: { search: \"ÉLOD\" }) { totalCount } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(found["data"]["users"]["totalCount"], 1, "{found}");
+    }
+
+    async fn two_admins_demoting_each_other_at_once_leave_one_admin(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let demote = "mutation($id: ID!) { updateUser(id: $id, input: { role: MEMBER }) { role } }";
+        for _ in 0..5 {
+            let a = app.user_with_role(Role::Admin).await;
+            let b = app.user_with_role(Role::Admin).await;
+            let (first, second) = tokio::join!(
+                app.gql(Some(&a.token), demote, json!({ "id": b.id })),
+                app.gql(Some(&b.token), demote, json!({ "id": a.id }))
+            );
+            let demoted = [&first, &second]
+                .iter()
+                .filter(|r| r["errors"].is_null())
+                .count();
+            assert_eq!(demoted, 1, "{first} / {second}");
+            // Start the next round with no admin left over from this one.
+            use sea_orm::ConnectionTrait;
+            app.state
+                .db
+                .execute_unprepared("UPDATE users SET role = 'MEMBER'")
+                .await
+                .unwrap();
+        }
+    }
+
+    on_both_databases!(
+        emails_are_bare_addresses_unique_in_any_script,
+        two_admins_demoting_each_other_at_once_leave_one_admin,
+    );
+}

@@ -5,7 +5,7 @@ use spanglish::accounts::Role;
 
 use crate::support::{Backend, TestApp, error_code, error_field, on_both_databases};
 
-const CREATE: &str = "mutation($input: CreateEventInput!) { createEvent(input: $input) { id slug status price { amount currency } startsAt } }";
+pub const CREATE: &str = "mutation($input: CreateEventInput!) { createEvent(input: $input) { id slug status price { amount currency } startsAt } }";
 
 pub fn event_input(title: &str) -> Value {
     json!({
@@ -375,3 +375,108 @@ on_both_databases!(
     organizers_update_and_delete_events_with_an_audit_trail,
     only_organizers_and_admins_write_events,
 );
+
+mod hardening {
+    use serde_json::{Value, json};
+    use spanglish::accounts::Role;
+
+    use super::{CREATE, create_event, event_input};
+    use crate::support::{Backend, TestApp, error_code, error_field, on_both_databases};
+
+    async fn paging_ends_even_with_nanosecond_start_times(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let organizer = app.user_with_role(Role::Organizer).await;
+        for i in 0..3 {
+            let mut input = event_input(&format!("Precise {i}"));
+            input["startsAt"] = json!("2028-01-01T10:00:00.123456789Z");
+            input["endsAt"] = json!("2028-01-01T12:00:00Z");
+            input["status"] = json!("PUBLISHED");
+            let event = create_event(&app, &organizer.token, input).await;
+            assert_eq!(event["startsAt"], "2028-01-01T10:00:00.123456Z");
+        }
+        let query = "query($after: String) { events(first: 1, after: $after) { edges { node { id } } pageInfo { hasNextPage endCursor } } }";
+        let mut after = Value::Null;
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let answer = app.gql(None, query, json!({ "after": after })).await;
+            let events = &answer["data"]["events"];
+            seen.push(events["edges"][0]["node"]["id"].clone());
+            if events["pageInfo"]["hasNextPage"] == false {
+                break;
+            }
+            after = events["pageInfo"]["endCursor"].clone();
+        }
+        assert_eq!(seen.len(), 3, "{seen:?}");
+    }
+
+    async fn money_and_times_that_cannot_be_stored_are_refused(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let organizer = app.user_with_role(Role::Organizer).await;
+        let cases = [
+            (
+                "price",
+                json!({ "amount": "79228162514264337593543950335", "currency": "USD" }),
+                "price",
+            ),
+            (
+                "price",
+                json!({ "amount": 12.5, "currency": "USD" }),
+                "price.amount",
+            ),
+            (
+                "price",
+                json!({ "amount": "1e30", "currency": "USD" }),
+                "price",
+            ),
+            ("startsAt", json!("2028-01-01T12:00:60Z"), "startsAt"),
+            ("title", json!("Bad\u{7}title"), "title"),
+        ];
+        for (key, value, field) in cases {
+            let mut input = event_input("Edge");
+            input[key] = value.clone();
+            let answer = app
+                .gql(Some(&organizer.token), CREATE, json!({ "input": input }))
+                .await;
+            assert_eq!(
+                error_code(&answer),
+                "BAD_USER_INPUT",
+                "{key}={value}: {answer}"
+            );
+            assert!(
+                error_field(&answer).starts_with(field.split('.').next().unwrap()),
+                "{key}={value}: {answer}"
+            );
+        }
+
+        let event = create_event(&app, &organizer.token, event_input("Moving")).await;
+        let update = "mutation($id: ID!, $input: UpdateEventInput!) { updateEvent(id: $id, input: $input) { id } }";
+        let late_start =
+            json!({ "id": event["id"], "input": { "startsAt": "2027-01-16T02:00:00Z" } });
+        assert_eq!(
+            error_field(&app.gql(Some(&organizer.token), update, late_start).await),
+            "startsAt"
+        );
+    }
+
+    async fn search_folds_case_beyond_ascii(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let organizer = app.user_with_role(Role::Organizer).await;
+        let mut input = event_input("NOCHE ÑANDUTÍ");
+        input["status"] = json!("PUBLISHED");
+        create_event(&app, &organizer.token, input).await;
+        let answer = app
+            .gql(
+                None,
+                "{ events(filter: { search: \"ñandutí\" }) { totalCount } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(answer["data"]["events"]["totalCount"], 1, "{answer}");
+    }
+
+    on_both_databases!(
+        paging_ends_even_with_nanosecond_start_times,
+        money_and_times_that_cannot_be_stored_are_refused,
+        search_folds_case_beyond_ascii,
+    );
+}

@@ -210,3 +210,116 @@ on_both_databases!(
     cors_allows_only_configured_origins_and_never_credentials,
     internal_details_never_reach_the_client,
 );
+
+mod hardening {
+    use serde_json::{Value, json};
+
+    use crate::support::{Backend, TestApp, error_code, error_field, on_both_databases};
+
+    async fn bodies_that_are_not_graphql_requests_answer_with_a_code(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        for body in [
+            "{\"query\": \"{ me { id } \"",
+            "",
+            "42",
+            "{\"query\": null}",
+        ] {
+            let response = app
+                .client
+                .post(app.url("/graphql"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 400, "{body}");
+            let answer: Value = response.json().await.unwrap();
+            assert_eq!(
+                error_code(&answer),
+                "GRAPHQL_VALIDATION_FAILED",
+                "{body}: {answer}"
+            );
+        }
+        let rest = app
+            .client
+            .post(app.url("/api/auth/login"))
+            .header("content-type", "application/json")
+            .body("{\"email\":")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rest.status(), 400);
+        assert_eq!(
+            rest.json::<Value>().await.unwrap()["code"],
+            "BAD_USER_INPUT"
+        );
+    }
+
+    async fn nul_characters_and_oversized_documents_are_refused(backend: Backend) {
+        let app = TestApp::spawn_with(backend, |c| c.graphql_max_query_bytes = 2048).await;
+        let search = "query($s: String) { events(filter: { search: $s }) { totalCount } }";
+        let answer = app.gql(None, search, json!({ "s": "a\u{0}b" })).await;
+        assert_eq!(error_code(&answer), "BAD_USER_INPUT", "{answer}");
+        let literal = app
+            .gql(
+                None,
+                "{ events(filter: { search: \"a\\u0000b\" }) { totalCount } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(error_code(&literal), "BAD_USER_INPUT", "{literal}");
+
+        let huge = format!("{{ me {{ {} }} }}", "id ".repeat(1000));
+        assert_eq!(
+            error_code(&app.gql(None, &huge, json!({})).await),
+            "GRAPHQL_VALIDATION_FAILED"
+        );
+    }
+
+    async fn list_cost_grows_with_first(backend: Backend) {
+        let app = TestApp::spawn_with(backend, |c| c.graphql_max_complexity = 500).await;
+        let fields = "id slug title description location capacity";
+        let small = format!("{{ events(first: 10) {{ edges {{ node {{ {fields} }} }} }} }}");
+        assert!(app.gql(None, &small, json!({})).await["errors"].is_null());
+        let large = format!("{{ events(first: 100) {{ edges {{ node {{ {fields} }} }} }} }}");
+        assert_eq!(
+            error_code(&app.gql(None, &large, json!({})).await),
+            "GRAPHQL_VALIDATION_FAILED"
+        );
+    }
+
+    async fn ids_are_hyphenated_uuids_and_odd_authorization_is_refused(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let query = "query($id: ID!) { event(id: $id) { id } }";
+        for id in [
+            "{0192a0f0-0000-7000-8000-000000000000}",
+            "urn:uuid:0192a0f0-0000-7000-8000-000000000000",
+            "0192a0f000007000800000000000000000",
+        ] {
+            let answer = app.gql(None, query, json!({ "id": id })).await;
+            assert_eq!(error_code(&answer), "BAD_USER_INPUT", "{id}: {answer}");
+            assert_eq!(error_field(&answer), "id");
+        }
+        for header in ["Token abc", "Basic YTpi", "Bearer"] {
+            let answer: Value = app
+                .client
+                .post(app.url("/graphql"))
+                .header("authorization", header)
+                .json(&json!({ "query": "{ me { id } }" }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(error_code(&answer), "UNAUTHENTICATED", "{header}: {answer}");
+        }
+    }
+
+    on_both_databases!(
+        bodies_that_are_not_graphql_requests_answer_with_a_code,
+        nul_characters_and_oversized_documents_are_refused,
+        list_cost_grows_with_first,
+        ids_are_hyphenated_uuids_and_odd_authorization_is_refused,
+    );
+}

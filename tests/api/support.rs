@@ -243,6 +243,8 @@ impl TestApp {
                 id: Set(id),
                 name: Set(format!("Member {i}")),
                 email: Set(email.clone()),
+                email_key: Set(email.clone()),
+                search_text: Set(format!("member {i} {email}")),
                 password_hash: Set(hash.clone()),
                 phone: Set(None),
                 locale: Set("es".into()),
