@@ -45,9 +45,16 @@ async fn the_readme_walkthrough_works(backend: Backend) {
         .unwrap();
     let token = login["accessToken"].as_str().expect("a token");
     let audit = app
-        .gql(Some(token), "{ auditLogs(filter: { action: \"user.create_admin\" }) { totalCount } }", json!({}))
+        .gql(
+            Some(token),
+            "{ auditLogs(filter: { action: \"user.create_admin\" }) { totalCount } }",
+            json!({}),
+        )
         .await;
-    assert_eq!(audit["data"]["auditLogs"]["totalCount"], 1, "the CLI's act is on record: {audit}");
+    assert_eq!(
+        audit["data"]["auditLogs"]["totalCount"], 1,
+        "the CLI's act is on record: {audit}"
+    );
 
     // 3. createEvent, priced in guaraníes, published at once.
     let created = app
