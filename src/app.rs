@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::db::{self, Db};
 use crate::graphql::{self, AppSchema};
 use crate::http;
+use crate::payments::gateways::Gateways;
 use crate::rate_limit::AuthLimiter;
 use crate::tickets::codes::TicketSigner;
 
@@ -29,6 +30,7 @@ pub struct AppState {
     pub limiter: Arc<AuthLimiter>,
     pub trusted_proxies: Arc<Vec<IpNet>>,
     pub signer: Arc<TicketSigner>,
+    pub gateways: Arc<Gateways>,
     /// SQL statements run through this pool; tests use it to prove that a
     /// list costs a bounded number of queries.
     pub statements: Arc<AtomicU64>,
@@ -47,6 +49,9 @@ impl App {
 
     pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
         config.validate()?;
+        // Outbound TLS (payment and email providers) uses ring; installing it
+        // twice (tests build many apps) is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let secret = tokens::load_or_create_dev_secret(&config)?;
         let mut db = db::connect(&config.database_url(), config.database_max_connections)
             .await
@@ -67,6 +72,7 @@ impl App {
             )),
             trusted_proxies: Arc::new(config.trusted_proxy_nets()?),
             signer: Arc::new(TicketSigner::from_secret(&secret)),
+            gateways: Arc::new(Gateways::from_config(&config)?),
             statements,
             config: Arc::new(config),
             db,

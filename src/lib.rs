@@ -17,6 +17,7 @@ pub mod graphql;
 pub mod http;
 pub mod media;
 pub mod money;
+pub mod payments;
 pub mod playground;
 pub mod rate_limit;
 pub mod telemetry;

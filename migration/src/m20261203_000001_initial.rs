@@ -485,6 +485,7 @@ enum Payments {
     Currency,
     RefundedMinor,
     Reference,
+    ProviderPaymentId,
     ManualRefundRequired,
     CreatedAt,
     UpdatedAt,
@@ -504,6 +505,7 @@ async fn create_payments(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
                 .col(char_len(Payments::Currency, 3))
                 .col(big_integer(Payments::RefundedMinor).default(0))
                 .col(string_null(Payments::Reference))
+                .col(string_null(Payments::ProviderPaymentId))
                 .col(boolean(Payments::ManualRefundRequired).default(false))
                 .col(timestamp_with_time_zone(Payments::CreatedAt))
                 .col(timestamp_with_time_zone(Payments::UpdatedAt))

@@ -12,13 +12,25 @@ use crate::accounts::graphql::{AccountMutation, AccountQuery};
 use crate::audit::graphql::AuditQuery;
 use crate::config::Config;
 use crate::events::graphql::{EventMutation, EventQuery};
+use crate::payments::graphql::{PaymentMutation, PaymentQuery};
 use crate::tickets::graphql::{TicketMutation, TicketQuery};
 
 #[derive(MergedObject, Default)]
-pub struct Query(AccountQuery, EventQuery, TicketQuery, AuditQuery);
+pub struct Query(
+    AccountQuery,
+    EventQuery,
+    TicketQuery,
+    PaymentQuery,
+    AuditQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(AccountMutation, EventMutation, TicketMutation);
+pub struct Mutation(
+    AccountMutation,
+    EventMutation,
+    TicketMutation,
+    PaymentMutation,
+);
 
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 

@@ -25,6 +25,7 @@ use tracing::Span;
 use crate::accounts::rest as auth_rest;
 use crate::app::AppState;
 use crate::graphql::AppSchema;
+use crate::payments::webhooks;
 use crate::playground;
 use crate::tickets::rest as tickets_rest;
 
@@ -42,6 +43,11 @@ pub fn router(state: AppState, schema: AppSchema) -> Router {
         .route("/api/auth/login", post(auth_rest::login))
         .route("/api/auth/refresh", post(auth_rest::refresh))
         .route("/api/auth/logout", post(auth_rest::logout))
+        .route("/api/payments/webhook/stripe", post(webhooks::stripe))
+        .route(
+            "/api/payments/webhook/mercadopago",
+            post(webhooks::mercadopago),
+        )
         .route("/api/tickets/public-key", get(tickets_rest::public_key))
         .route("/api/tickets/{id}/qr.svg", get(tickets_rest::qr_svg))
         .route("/healthz", get(health::healthz))

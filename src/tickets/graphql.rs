@@ -60,6 +60,20 @@ impl TicketObject {
         }
     }
 
+    /// The latest payment for this ticket, to its owner and STAFF+.
+    async fn payment(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<crate::payments::graphql::PaymentObject>> {
+        let viewer = viewer(ctx);
+        if !(viewer.is(self.0.user_id) || viewer.has_role(Role::Staff)) {
+            return Ok(None);
+        }
+        let state = ctx.data_unchecked::<AppState>();
+        let latest = crate::payments::service::latest_for_ticket(&state.db, self.0.id).await?;
+        Ok(latest.map(crate::payments::graphql::PaymentObject))
+    }
+
     async fn checked_in_at(&self) -> Option<DateTimeScalar> {
         self.0.checked_in_at.map(DateTimeScalar)
     }

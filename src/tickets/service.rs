@@ -65,7 +65,10 @@ fn status_condition(status: TicketStatus, now: DateTime<Utc>) -> Condition {
 /// Loads an event and, on PostgreSQL, locks its row until the transaction
 /// ends, so concurrent bookings of one event take turns (across processes
 /// too). SQLite's write transaction is already exclusive.
-async fn lock_event(txn: &DatabaseTransaction, id: Uuid) -> AppResult<Option<event::Model>> {
+pub(crate) async fn lock_event(
+    txn: &DatabaseTransaction,
+    id: Uuid,
+) -> AppResult<Option<event::Model>> {
     let mut query = event::Entity::find_by_id(id);
     if db::is_postgres(txn) {
         query = query.lock_exclusive();
@@ -73,7 +76,7 @@ async fn lock_event(txn: &DatabaseTransaction, id: Uuid) -> AppResult<Option<eve
     Ok(query.one(txn).await?)
 }
 
-async fn seats_in_use(
+pub(crate) async fn seats_in_use(
     txn: &impl ConnectionTrait,
     event_id: Uuid,
     now: DateTime<Utc>,
@@ -87,7 +90,7 @@ async fn seats_in_use(
 
 /// Writes down the holds of one event that have lapsed, so the one-active-
 /// ticket index lets their holders book again.
-async fn expire_event_holds(
+pub(crate) async fn expire_event_holds(
     txn: &impl ConnectionTrait,
     event_id: Uuid,
     now: DateTime<Utc>,
@@ -596,4 +599,79 @@ pub fn status_name(status: TicketStatus) -> &'static str {
         TicketStatus::Refunded => "REFUNDED",
         TicketStatus::Expired => "EXPIRED",
     }
+}
+
+/// Confirms the ticket of a payment that went through. A hold that lapsed
+/// before the money arrived is confirmed only if a seat is still free (and
+/// the holder has not booked again meanwhile). `false` means the ticket
+/// could not be confirmed and the money must go back.
+pub(crate) async fn confirm_after_payment(
+    state: &AppState,
+    txn: &DatabaseTransaction,
+    ticket_id: Uuid,
+    now: DateTime<Utc>,
+) -> AppResult<bool> {
+    let Some(probe) = ticket::Entity::find_by_id(ticket_id).one(txn).await? else {
+        return Ok(false);
+    };
+    let Some(event) = lock_event(txn, probe.event_id).await? else {
+        return Ok(false);
+    };
+    let current = load_for_update(txn, ticket_id).await?;
+    match effective_status(&current, now) {
+        TicketStatus::Confirmed => return Ok(true),
+        TicketStatus::Cancelled | TicketStatus::Refunded => return Ok(false),
+        TicketStatus::Pending => {}
+        TicketStatus::Expired => {
+            if event.status == EventStatus::Cancelled {
+                return Ok(false);
+            }
+            expire_event_holds(txn, event.id, now).await?;
+            if seats_in_use(txn, event.id, now).await? >= event.capacity.max(0) as u64 {
+                return Ok(false);
+            }
+        }
+    }
+
+    let code = current
+        .code
+        .clone()
+        .unwrap_or_else(|| state.signer.code(ticket_id, event.id));
+    let mut model: ticket::ActiveModel = current.into();
+    model.status = Set(TicketStatus::Confirmed);
+    model.expires_at = Set(None);
+    model.code = Set(Some(code));
+    model.updated_at = Set(now);
+    match model.update(txn).await {
+        Ok(_) => Ok(true),
+        Err(err)
+            if unique_violation(
+                &err,
+                "tickets_one_active_key",
+                "tickets.event_id, tickets.user_id",
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// A fully refunded ticket gives its seat back.
+pub(crate) async fn mark_refunded(
+    txn: &DatabaseTransaction,
+    ticket_id: Uuid,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    ticket::Entity::update_many()
+        .col_expr(ticket::Column::Status, Expr::value(TicketStatus::Refunded))
+        .col_expr(
+            ticket::Column::ExpiresAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(ticket::Column::UpdatedAt, Expr::value(now))
+        .filter(ticket::Column::Id.eq(ticket_id))
+        .exec(txn)
+        .await?;
+    Ok(())
 }
