@@ -294,12 +294,21 @@ pub async fn apply_outcome(
             if let Some(id) = provider_payment_id {
                 model.provider_payment_id = Set(Some(id));
             }
-            let confirmed = confirm_after_payment(state, txn, current.ticket_id, now).await?;
             let next = payment::Model {
                 status: PaymentStatus::Succeeded,
                 ..current.clone()
             };
-            model.status = Set(paid_status(&next));
+            let status = paid_status(&next);
+            // A refund reported before this success already gave all the
+            // money back: the ticket ends refunded, not confirmed.
+            let confirmed = match status {
+                PaymentStatus::Refunded => {
+                    mark_refunded(txn, current.ticket_id, now).await?;
+                    true
+                }
+                _ => confirm_after_payment(state, txn, current.ticket_id, now).await?,
+            };
+            model.status = Set(status);
             applied = Applied {
                 changed: true,
                 refund_due: !confirmed && current.refunded_minor < current.amount_minor,

@@ -13,6 +13,7 @@ mod audit;
 mod events;
 mod graphql_surface;
 mod operations;
+mod payments;
 mod rate_limits;
 mod tickets;
 mod walkthrough;
