@@ -128,7 +128,8 @@ impl App {
 }
 
 /// Periodic chores. Each is safe when every replica runs it: hold expiry is
-/// one conditional UPDATE, and rate-limit memory is per process.
+/// one conditional UPDATE, reconciliation goes through the same locked,
+/// forward-only paths as webhooks, and rate-limit memory is per process.
 fn spawn_background_tasks(state: &AppState) -> tokio::task::JoinHandle<()> {
     let state = state.clone();
     tokio::spawn(async move {
@@ -138,11 +139,22 @@ fn spawn_background_tasks(state: &AppState) -> tokio::task::JoinHandle<()> {
             tick.tick().await;
             expire_holds(&state).await;
             rounds += 1;
+            if rounds.is_multiple_of(20) {
+                reconcile_payments(&state).await;
+            }
             if rounds.is_multiple_of(4) {
                 state.limiter.forget_idle();
             }
         }
     })
+}
+
+/// Every five minutes: the webhooks that never came, the refunds that were
+/// interrupted.
+async fn reconcile_payments(state: &AppState) {
+    if let Err(err) = crate::payments::reconcile::run(state).await {
+        tracing::error!(error = %err, "reconciling payments");
+    }
 }
 
 async fn expire_holds(state: &AppState) {

@@ -39,6 +39,19 @@ enum Command {
     },
     /// Print the GraphQL SDL (the same as schema.graphql).
     ExportSchema,
+    /// Payment maintenance.
+    Payments {
+        #[command(subcommand)]
+        command: PaymentsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PaymentsCommand {
+    /// Ask the providers about payments still pending after a few minutes
+    /// (for webhooks that never arrived), retry interrupted refunds, and
+    /// refund tickets that did not stand.
+    Reconcile,
 }
 
 pub async fn run() -> ExitCode {
@@ -81,6 +94,23 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::ExportSchema => Ok(()),
+        Command::Payments {
+            command: PaymentsCommand::Reconcile,
+        } => {
+            let app = App::build(config).await?;
+            let report = crate::payments::reconcile::run(&app.state)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "checked {} pending payments, changed {}, refunds {}, failures {}",
+                report.checked, report.changed, report.refunds, report.failures
+            );
+            anyhow::ensure!(
+                report.failures == 0,
+                "some payments could not be reconciled; see the log"
+            );
+            Ok(())
+        }
     }
 }
 

@@ -286,7 +286,20 @@ impl EventMutation {
     ) -> async_graphql::Result<EventObject> {
         let state = ctx.data_unchecked::<AppState>();
         let caller = viewer(ctx).user()?;
-        let cancelled = tickets::cancel_event(state, caller, parse_id(&id, "id")?, reason).await?;
+        let id = parse_id(&id, "id")?;
+        let cancelled = tickets::cancel_event(state, caller, id, reason).await?;
+        // The cancellation stands on its own; refunds follow it, and any that
+        // fail now are retried by the reconciler.
+        let mut report = crate::payments::reconcile::Report::default();
+        if let Err(err) = crate::payments::reconcile::refund_tickets_that_did_not_stand(
+            state,
+            Some(id),
+            &mut report,
+        )
+        .await
+        {
+            tracing::error!(event.id = %id, error = %err, "refunding a cancelled event");
+        }
         Ok(EventObject(cancelled))
     }
 

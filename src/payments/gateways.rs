@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 use stripe::StripeRequest;
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
-    CreateCheckoutSessionPaymentIntentData, ProductData,
+    CreateCheckoutSessionPaymentIntentData, ProductData, RetrieveCheckoutSession,
 };
+use stripe_checkout::{CheckoutSessionPaymentStatus, CheckoutSessionStatus};
 use stripe_core::refund::CreateRefund;
 
 use super::units;
@@ -57,6 +58,14 @@ pub struct RemotePayment {
     pub amount: Decimal,
     pub currency: String,
     pub refunded: Decimal,
+}
+
+/// A Checkout Session as Stripe reports it.
+#[derive(Debug, Clone)]
+pub struct RemoteSession {
+    pub paid: bool,
+    pub expired: bool,
+    pub payment_intent: Option<String>,
 }
 
 pub struct Gateways {
@@ -149,6 +158,23 @@ impl StripeGateway {
             reference: session.id.to_string(),
             redirect_url: session.url,
             client_secret: session.client_secret,
+        })
+    }
+
+    /// The state of a Checkout Session, for payments whose webhook never came.
+    pub async fn fetch_session(&self, reference: &str) -> Result<RemoteSession, GatewayError> {
+        let session = RetrieveCheckoutSession::new(reference)
+            .send(&self.client)
+            .await
+            .map_err(stripe_error)?;
+        Ok(RemoteSession {
+            paid: matches!(
+                session.payment_status,
+                CheckoutSessionPaymentStatus::Paid
+                    | CheckoutSessionPaymentStatus::NoPaymentRequired
+            ),
+            expired: matches!(session.status, Some(CheckoutSessionStatus::Expired)),
+            payment_intent: session.payment_intent.map(|intent| intent.id().to_string()),
         })
     }
 

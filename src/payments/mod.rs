@@ -4,6 +4,7 @@
 pub mod entity;
 pub mod gateways;
 pub mod graphql;
+pub mod reconcile;
 pub mod service;
 pub mod signatures;
 pub mod units;

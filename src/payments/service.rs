@@ -452,51 +452,67 @@ pub async fn refund(
             .ok_or(AppError::NotFound("Payment"));
     }
     let (current, reserved) = reserve_refund(state, caller, id, amount, now).await?;
-    let money = Money::from_minor(reserved.amount_minor, &current.currency)
-        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("currency")))?;
+    send_refund(state, &current, &reserved, caller.map(|c| c.id)).await?;
+    payment::Entity::find_by_id(id)
+        .one(&state.db)
+        .await?
+        .ok_or(AppError::NotFound("Payment"))
+}
 
+/// Asks the provider for a reserved refund (keyed by the refund's id, so a
+/// retry cannot refund twice) and records the answer.
+pub(crate) async fn send_refund(
+    state: &AppState,
+    current: &payment::Model,
+    reserved: &refund::Model,
+    actor: Option<Uuid>,
+) -> AppResult<()> {
+    let money = money_of(current).map(|m| Money {
+        minor: reserved.amount_minor,
+        ..m
+    })?;
+    let key = reserved.id.to_string();
     let result = match current.provider {
         PaymentProvider::Manual => Ok(None),
         PaymentProvider::Stripe => match (&state.gateways.stripe, &current.provider_payment_id) {
-            (Some(stripe), Some(intent)) => stripe
-                .refund(intent, money, &reserved.id.to_string())
-                .await
-                .map(Some),
+            (Some(stripe), Some(intent)) => stripe.refund(intent, money, &key).await.map(Some),
             _ => Err(GatewayError::Refused(
                 "Stripe is not configured or the payment has no PaymentIntent".into(),
             )),
         },
         PaymentProvider::Mercadopago => {
             match (&state.gateways.mercadopago, &current.provider_payment_id) {
-                (Some(mp), Some(mp_id)) => mp
-                    .refund(mp_id, money, &reserved.id.to_string())
-                    .await
-                    .map(Some),
+                (Some(mp), Some(mp_id)) => mp.refund(mp_id, money, &key).await.map(Some),
                 _ => Err(GatewayError::Refused(
                     "MercadoPago is not configured or the payment has no MercadoPago id".into(),
                 )),
             }
         }
     };
+
+    let now = state.clock.now();
     let txn = db::begin_write(&state.db).await?;
     match result {
         Ok(reference) => {
-            finish_refund(&txn, &reserved, "SUCCEEDED", reference, now).await?;
-            let total = refunded_total(&txn, id).await?;
+            finish_refund(&txn, reserved, "SUCCEEDED", reference, now).await?;
+            let total = refunded_total(&txn, current.id).await?;
             let refunded = Outcome::Refunded { total_minor: total };
-            apply_outcome(state, &txn, id, refunded, now, caller.map(|c| c.id)).await?;
+            apply_outcome(state, &txn, current.id, refunded, now, actor).await?;
             txn.commit().await?;
+            Ok(())
+        }
+        // Unreachable now, perhaps not later: leave it PENDING for the
+        // reconciler, which asks again with the same key.
+        Err(GatewayError::Unavailable(why)) => {
+            drop(txn);
+            Err(provider_error(GatewayError::Unavailable(why)))
         }
         Err(err) => {
-            finish_refund(&txn, &reserved, "FAILED", None, now).await?;
+            finish_refund(&txn, reserved, "FAILED", None, now).await?;
             txn.commit().await?;
-            return Err(provider_error(err));
+            Err(provider_error(err))
         }
     }
-    payment::Entity::find_by_id(id)
-        .one(&state.db)
-        .await?
-        .ok_or(AppError::NotFound("Payment"))
 }
 
 /// Cash cannot be sent back by an API: an automatic refund of a MANUAL

@@ -732,7 +732,160 @@ async fn providers_that_are_off_and_foreign_return_urls_are_refused(backend: Bac
     );
 }
 
+async fn cancelling_an_event_refunds_card_payments_and_flags_cash(backend: Backend) {
+    let providers = providers().await;
+    let app = spawn(backend, &providers).await;
+    let organizer = app.user_with_role(Role::Organizer).await;
+    let (card_member, event, card_ticket) = pending_ticket(&app, 10, "50000", "PYG").await;
+    let card = initiate(&app, &card_member, &card_ticket, "STRIPE").await["data"]["initiatePayment"]["payment"]["id"].as_str().unwrap().to_string();
+    stripe_event(&app, &completed("evt_card", &card)).await;
+
+    let cash_member = app.members(1).await.pop().unwrap();
+    let booked = app
+        .gql(
+            Some(&cash_member.token),
+            "mutation($e: ID!) { bookTicket(eventId: $e) { id } }",
+            json!({ "e": event }),
+        )
+        .await;
+    let cash_ticket = booked["data"]["bookTicket"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cash = initiate(&app, &cash_member, &cash_ticket, "MANUAL").await["data"]["initiatePayment"]["payment"]["id"].as_str().unwrap().to_string();
+    app.gql(
+        Some(&organizer.token),
+        "mutation($id: ID!) { confirmManualPayment(id: $id) { status } }",
+        json!({ "id": cash }),
+    )
+    .await;
+
+    let cancel = app
+        .gql(
+            Some(&organizer.token),
+            "mutation($id: ID!) { cancelEvent(id: $id) { status } }",
+            json!({ "id": event }),
+        )
+        .await;
+    assert_eq!(
+        cancel["data"]["cancelEvent"]["status"], "CANCELLED",
+        "{cancel}"
+    );
+
+    let card_state = ticket_state(&app, &card_member, &card_ticket).await;
+    assert_eq!(card_state["payment"]["status"], "REFUNDED", "{card_state}");
+    assert_eq!(card_state["status"], "REFUNDED");
+    let query = "query($id: ID!) { payment(id: $id) { status manualRefundRequired } }";
+    let cash_state = app
+        .gql(
+            Some(&app.fresh_token(&cash_member)),
+            query,
+            json!({ "id": cash }),
+        )
+        .await;
+    assert_eq!(
+        cash_state["data"]["payment"],
+        json!({ "status": "SUCCEEDED", "manualRefundRequired": true }),
+        "{cash_state}"
+    );
+}
+
+async fn reconcile_settles_payments_whose_webhook_never_came(backend: Backend) {
+    let providers = providers().await;
+    let app = spawn(backend, &providers).await;
+    let (member, _, ticket) = pending_ticket(&app, 10, "50000", "PYG").await;
+    initiate(&app, &member, &ticket, "STRIPE").await;
+    let (mp_member, _, mp_ticket) = pending_ticket(&app, 10, "50000", "PYG").await;
+    let mp_payment = initiate(&app, &mp_member, &mp_ticket, "MERCADOPAGO").await["data"]["initiatePayment"]["payment"]["id"].as_str().unwrap().to_string();
+
+    let mut paid = checkout_session("cs_test_1");
+    paid["payment_status"] = json!("paid");
+    paid["status"] = json!("complete");
+    paid["payment_intent"] = json!("pi_reconciled");
+    Mock::given(method("GET"))
+        .and(path("/v1/checkout/sessions/cs_test_1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(paid))
+        .mount(&providers.stripe)
+        .await;
+    let found = json!({ "results": [{ "id": 4242, "status": "approved", "external_reference": mp_payment, "transaction_amount": 50000, "currency_id": "PYG", "transaction_amount_refunded": 0 }] });
+    Mock::given(method("GET"))
+        .and(path("/v1/payments/search"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(found))
+        .mount(&providers.mercadopago)
+        .await;
+
+    // Too early: a webhook may still come.
+    let early = spanglish::payments::reconcile::run(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(early.checked, 0);
+
+    // Six minutes later (the binary reads the real clock, so the payments
+    // are made older instead), from the command line, as an operator would.
+    use sea_orm::{EntityTrait, sea_query::Expr};
+    use spanglish::payments::entity::payment;
+    payment::Entity::update_many()
+        .col_expr(
+            payment::Column::CreatedAt,
+            Expr::value(app.clock.now() - Duration::minutes(6)),
+        )
+        .exec(&app.state.db)
+        .await
+        .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_spanglish"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DATABASE_URL", &app.db.url)
+        .env(
+            "JWT_SECRET",
+            app.state.config.jwt_secret.as_ref().unwrap().expose(),
+        )
+        .env("DATA_DIR", std::env::temp_dir())
+        .env("STRIPE_SECRET_KEY", "sk_test_123")
+        .env("STRIPE_API_BASE", providers.stripe.uri())
+        .env("MERCADOPAGO_ACCESS_TOKEN", "APP_USR-test")
+        .env("MERCADOPAGO_API_BASE", providers.mercadopago.uri())
+        .args(["payments", "reconcile"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("checked 2 pending payments, changed 2"),
+        "{stdout}"
+    );
+    assert_eq!(
+        ticket_state(&app, &member, &ticket).await["status"],
+        "CONFIRMED"
+    );
+    assert_eq!(
+        ticket_state(&app, &mp_member, &mp_ticket).await["status"],
+        "CONFIRMED"
+    );
+}
+
+async fn a_price_change_does_not_change_what_a_pending_ticket_owes(backend: Backend) {
+    let providers = providers().await;
+    let app = spawn(backend, &providers).await;
+    let (member, event, ticket) = pending_ticket(&app, 10, "50000", "PYG").await;
+    let organizer = app.user_with_role(Role::Organizer).await;
+    let raise = "mutation($id: ID!) { updateEvent(id: $id, input: { price: { amount: \"80000\", currency: \"PYG\" } }) { id } }";
+    app.gql(Some(&organizer.token), raise, json!({ "id": event }))
+        .await;
+    let started = initiate(&app, &member, &ticket, "MANUAL").await;
+    assert_eq!(
+        started["data"]["initiatePayment"]["payment"]["amount"]["amount"], "50000",
+        "{started}"
+    );
+}
+
 on_both_databases!(
+    cancelling_an_event_refunds_card_payments_and_flags_cash,
+    reconcile_settles_payments_whose_webhook_never_came,
+    a_price_change_does_not_change_what_a_pending_ticket_owes,
     book_initiate_and_pay_through_stripe,
     dollars_go_to_stripe_in_cents,
     the_same_delivery_twice_and_three_times_at_once_applies_once,
