@@ -14,6 +14,7 @@ use crate::accounts::tokens::{self, TokenKeys};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::db::{self, Db};
+use crate::email::transport::Transport;
 use crate::graphql::{self, AppSchema};
 use crate::http;
 use crate::payments::gateways::Gateways;
@@ -31,6 +32,7 @@ pub struct AppState {
     pub trusted_proxies: Arc<Vec<IpNet>>,
     pub signer: Arc<TicketSigner>,
     pub gateways: Arc<Gateways>,
+    pub mailer: Arc<Transport>,
     /// SQL statements run through this pool; tests use it to prove that a
     /// list costs a bounded number of queries.
     pub statements: Arc<AtomicU64>,
@@ -73,6 +75,7 @@ impl App {
             trusted_proxies: Arc::new(config.trusted_proxy_nets()?),
             signer: Arc::new(TicketSigner::from_secret(&secret)),
             gateways: Arc::new(Gateways::from_config(&config)?),
+            mailer: Arc::new(Transport::from_config(&config)?),
             statements,
             config: Arc::new(config),
             db,
@@ -104,6 +107,7 @@ impl App {
     ) -> anyhow::Result<()> {
         let grace = Duration::from_secs(self.state.config.shutdown_timeout_seconds);
         let background = spawn_background_tasks(&self.state);
+        let mail = tokio::spawn(crate::email::worker::run_forever(self.state.clone()));
         let router = self
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -122,6 +126,7 @@ impl App {
             }
         }
         background.abort();
+        mail.abort();
         tracing::info!("stopped");
         Ok(())
     }

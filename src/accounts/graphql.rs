@@ -259,6 +259,30 @@ impl AccountMutation {
         Ok(service::logout(state, &refresh_token).await?)
     }
 
+    /// True whether or not the email is known.
+    async fn request_password_reset(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+    ) -> async_graphql::Result<bool> {
+        let state = ctx.data_unchecked::<AppState>();
+        state.limiter.attempt_from(client_ip(ctx))?;
+        service::request_password_reset(state, &email).await?;
+        Ok(true)
+    }
+
+    async fn reset_password(
+        &self,
+        ctx: &Context<'_>,
+        token: String,
+        new_password: String,
+    ) -> async_graphql::Result<bool> {
+        let state = ctx.data_unchecked::<AppState>();
+        state.limiter.attempt_from(client_ip(ctx))?;
+        service::reset_password(state, &token, &new_password).await?;
+        Ok(true)
+    }
+
     /// Oneself (a password change needs currentPassword); the role: ADMIN only.
     async fn update_user(
         &self,

@@ -9,7 +9,7 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
-use super::entity::{Role, refresh_token, user};
+use super::entity::{Role, password_reset, refresh_token, user};
 use super::{password, tokens};
 use crate::accounts::auth::{CurrentUser, Viewer};
 use crate::app::AppState;
@@ -582,4 +582,90 @@ pub async fn create_or_promote_admin(
     };
     txn.commit().await?;
     Ok(saved)
+}
+
+/// How long a reset link works, and how often one address may get one.
+const RESET_VALID_MINUTES: i64 = 60;
+const RESET_EVERY_MINUTES: i64 = 5;
+
+/// Sends a reset link when the address belongs to someone, at most once per
+/// few minutes. Answers the same either way, so it cannot be used to learn
+/// who has an account.
+pub async fn request_password_reset(state: &AppState, email: &str) -> AppResult<()> {
+    let Ok(email) = normalize_email(email) else {
+        return Ok(());
+    };
+    let Some(user) = find_by_email(&state.db, &email).await? else {
+        return Ok(());
+    };
+    let now = state.clock.now();
+    let txn = db::begin_write(&state.db).await?;
+    let recent = password_reset::Entity::find()
+        .filter(password_reset::Column::UserId.eq(user.id))
+        .filter(password_reset::Column::CreatedAt.gt(now - Duration::minutes(RESET_EVERY_MINUTES)))
+        .count(&txn)
+        .await?;
+    if recent > 0 {
+        return Ok(());
+    }
+
+    let token = tokens::random_token();
+    password_reset::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user.id),
+        token_hash: Set(tokens::hash_token(&token)),
+        created_at: Set(now),
+        expires_at: Set(now + Duration::minutes(RESET_VALID_MINUTES)),
+        used_at: Set(None),
+    }
+    .insert(&txn)
+    .await?;
+    let base = state
+        .config
+        .cors_origins
+        .first()
+        .cloned()
+        .unwrap_or_else(|| state.config.public_url());
+    let link = format!("{base}/reset-password?token={token}");
+    crate::email::notices::password_reset(&txn, &user, &link, now).await?;
+    txn.commit().await?;
+    tracing::info!(user.id = %user.id, "password reset requested");
+    Ok(())
+}
+
+/// Sets a new password with a reset token: once, within the hour. Every
+/// session of the account ends, since whoever held them may be the reason
+/// for the reset.
+pub async fn reset_password(state: &AppState, token: &str, new_password: &str) -> AppResult<()> {
+    password::validate(new_password, "newPassword")?;
+    let hash = password::hash(new_password).await?;
+    let now = state.clock.now();
+    let invalid = || AppError::bad_input("token", "this reset link is invalid or has expired");
+
+    let txn = db::begin_write(&state.db).await?;
+    let claimed = password_reset::Entity::update_many()
+        .col_expr(password_reset::Column::UsedAt, Expr::value(now))
+        .filter(password_reset::Column::TokenHash.eq(tokens::hash_token(token)))
+        .filter(password_reset::Column::UsedAt.is_null())
+        .filter(password_reset::Column::ExpiresAt.gt(now))
+        .exec(&txn)
+        .await?;
+    if claimed.rows_affected != 1 {
+        return Err(invalid());
+    }
+    let reset = password_reset::Entity::find()
+        .filter(password_reset::Column::TokenHash.eq(tokens::hash_token(token)))
+        .one(&txn)
+        .await?
+        .ok_or_else(invalid)?;
+    user::Entity::update_many()
+        .col_expr(user::Column::PasswordHash, Expr::value(hash))
+        .col_expr(user::Column::UpdatedAt, Expr::value(now))
+        .filter(user::Column::Id.eq(reset.user_id))
+        .exec(&txn)
+        .await?;
+    revoke_all_sessions(&txn, reset.user_id, now).await?;
+    txn.commit().await?;
+    tracing::info!(user.id = %reset.user_id, "password reset");
+    Ok(())
 }

@@ -11,6 +11,7 @@ use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
 use crate::accounts::graphql::{AccountMutation, AccountQuery};
 use crate::audit::graphql::AuditQuery;
 use crate::config::Config;
+use crate::email::graphql::{EmailMutation, EmailQuery};
 use crate::events::graphql::{EventMutation, EventQuery};
 use crate::payments::graphql::{PaymentMutation, PaymentQuery};
 use crate::tickets::graphql::{TicketMutation, TicketQuery};
@@ -21,6 +22,7 @@ pub struct Query(
     EventQuery,
     TicketQuery,
     PaymentQuery,
+    EmailQuery,
     AuditQuery,
 );
 
@@ -30,6 +32,7 @@ pub struct Mutation(
     EventMutation,
     TicketMutation,
     PaymentMutation,
+    EmailMutation,
 );
 
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;

@@ -17,6 +17,7 @@ use crate::accounts::{CurrentUser, Role};
 use crate::app::AppState;
 use crate::audit;
 use crate::db;
+use crate::email::notices;
 use crate::error::{AppError, AppResult};
 use crate::events::entity as event;
 use crate::graphql::pagination::{Cursor, Page, PageRequest};
@@ -283,6 +284,12 @@ pub async fn apply_outcome(
     let mut model: payment::ActiveModel = current.clone().into();
     let mut applied = Applied::default();
     let paid = current.status.is_paid() || current.status == PaymentStatus::Refunded;
+    // Which notice the change calls for, sent once the row is written.
+    enum Kind {
+        Paid,
+        Refunded,
+    }
+    let mut outcome_kind = None;
 
     match outcome {
         Outcome::Succeeded {
@@ -309,6 +316,7 @@ pub async fn apply_outcome(
                 _ => confirm_after_payment(state, txn, current.ticket_id, now).await?,
             };
             model.status = Set(status);
+            outcome_kind = Some(Kind::Paid);
             applied = Applied {
                 changed: true,
                 refund_due: !confirmed && current.refunded_minor < current.amount_minor,
@@ -345,6 +353,7 @@ pub async fn apply_outcome(
                 return Ok(applied);
             }
             model.refunded_minor = Set(total);
+            outcome_kind = Some(Kind::Refunded);
             let next = payment::Model {
                 refunded_minor: total,
                 ..current.clone()
@@ -370,7 +379,23 @@ pub async fn apply_outcome(
         }
     }
     model.updated_at = Set(now);
-    model.update(txn).await?;
+    let updated = model.update(txn).await?;
+    match outcome_kind {
+        Some(Kind::Paid) => notices::payment_received(txn, &updated, now).await?,
+        Some(Kind::Refunded)
+            if updated.status.is_paid() || updated.status == PaymentStatus::Refunded =>
+        {
+            notices::refund(
+                txn,
+                &updated,
+                current.refunded_minor,
+                updated.refunded_minor,
+                now,
+            )
+            .await?
+        }
+        _ => {}
+    }
     Ok(applied)
 }
 

@@ -21,6 +21,7 @@ use crate::accounts::{CurrentUser, Role};
 use crate::app::AppState;
 use crate::audit;
 use crate::db;
+use crate::email::notices;
 use crate::error::{AppError, AppResult, unique_violation};
 use crate::events::entity::{self as event, EventStatus};
 use crate::graphql::pagination::{Cursor, Page, PageRequest};
@@ -213,6 +214,9 @@ pub async fn book(
         }
     })?;
 
+    if booked.status == TicketStatus::Confirmed {
+        notices::ticket_confirmed(&txn, &booked, now).await?;
+    }
     let details = json!({ "event": event_id.to_string(), "status": status_name(booked.status) });
     audit_if_privileged(&txn, caller, "ticket.book", id, details, now).await?;
     txn.commit().await?;
@@ -424,6 +428,9 @@ pub async fn update_status(
         model.code = Set(Some(state.signer.code(id, event.id)));
         updated = model.update(&txn).await?;
     }
+    if status == TicketStatus::Confirmed {
+        notices::ticket_confirmed(&txn, &updated, now).await?;
+    }
 
     let details = json!({ "from": status_name(from), "to": status_name(status) });
     audit::record(
@@ -557,6 +564,19 @@ pub async fn cancel_event(
         ));
     }
 
+    let holders: Vec<Uuid> = ticket::Entity::find()
+        .select_only()
+        .column(ticket::Column::UserId)
+        .filter(ticket::Column::EventId.eq(event_id))
+        .filter(ticket::Column::Status.is_in([TicketStatus::Pending, TicketStatus::Confirmed]))
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    let attendees = crate::accounts::entity::user::Entity::find()
+        .filter(crate::accounts::entity::user::Column::Id.is_in(holders))
+        .all(&txn)
+        .await?;
+
     let cancelled_tickets = ticket::Entity::update_many()
         .col_expr(ticket::Column::Status, Expr::value(TicketStatus::Cancelled))
         .col_expr(
@@ -575,6 +595,7 @@ pub async fn cancel_event(
     model.cancel_reason = Set(reason.clone());
     model.updated_at = Set(now);
     let updated = model.update(&txn).await?;
+    notices::event_cancelled(&txn, &updated, &attendees, now).await?;
 
     let details = json!({ "reason": reason, "ticketsCancelled": cancelled_tickets });
     audit::record(
@@ -643,7 +664,10 @@ pub(crate) async fn confirm_after_payment(
     model.code = Set(Some(code));
     model.updated_at = Set(now);
     match model.update(txn).await {
-        Ok(_) => Ok(true),
+        Ok(confirmed) => {
+            notices::ticket_confirmed(txn, &confirmed, now).await?;
+            Ok(true)
+        }
         Err(err)
             if unique_violation(
                 &err,
