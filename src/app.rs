@@ -106,8 +106,10 @@ impl App {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let grace = Duration::from_secs(self.state.config.shutdown_timeout_seconds);
-        let background = spawn_background_tasks(&self.state);
-        let mail = tokio::spawn(crate::email::worker::run_forever(self.state.clone()));
+        let jobs = self.state.config.background_jobs;
+        let background = jobs.then(|| spawn_background_tasks(&self.state));
+        let mail =
+            jobs.then(|| tokio::spawn(crate::email::worker::run_forever(self.state.clone())));
         let router = self
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -125,8 +127,9 @@ impl App {
                 tracing::warn!(seconds = grace.as_secs(), "requests still running after the shutdown grace period; stopping anyway");
             }
         }
-        background.abort();
-        mail.abort();
+        for job in [background, mail].into_iter().flatten() {
+            job.abort();
+        }
         tracing::info!("stopped");
         Ok(())
     }

@@ -108,6 +108,10 @@ pub struct Config {
     pub request_body_limit_bytes: usize,
     pub request_timeout_seconds: u64,
     pub shutdown_timeout_seconds: u64,
+    /// Run the periodic jobs (hold expiry, email delivery, payment
+    /// reconciliation) in this process. Every replica may; tests turn them
+    /// off and drive the jobs themselves.
+    pub background_jobs: bool,
 }
 
 impl Default for Config {
@@ -156,6 +160,7 @@ impl Default for Config {
             request_body_limit_bytes: 1024 * 1024,
             request_timeout_seconds: 30,
             shutdown_timeout_seconds: 30,
+            background_jobs: true,
         }
     }
 }
@@ -205,6 +210,7 @@ const ENV_KEYS: &[&str] = &[
     "REQUEST_BODY_LIMIT_BYTES",
     "REQUEST_TIMEOUT_SECONDS",
     "SHUTDOWN_TIMEOUT_SECONDS",
+    "BACKGROUND_JOBS",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -124,6 +124,8 @@ pub fn test_config(db: &TestDb) -> Config {
         jwt_secret: Some(Secret::new("test-secret-test-secret-test-secret-32")),
         data_dir: std::env::temp_dir(),
         rust_log: "warn".into(),
+        // Tests drive the jobs themselves, so what they count is theirs.
+        background_jobs: false,
         ..Config::default()
     }
 }
