@@ -4,7 +4,7 @@ use chrono::Duration;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    PaginatorTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -16,7 +16,7 @@ use crate::app::AppState;
 use crate::audit;
 use crate::db;
 use crate::error::{AppError, AppResult, unique_violation};
-use crate::graphql::pagination::{Cursor, Page, PageRequest, like_pattern};
+use crate::graphql::pagination::{Cursor, Direction, Page, PageRequest, keyset_page, like_pattern};
 use crate::text;
 
 /// What a successful sign-in hands back.
@@ -369,29 +369,15 @@ pub async fn list(
         condition = condition.add(user::Column::SearchText.like(like_pattern(&term)));
     }
 
-    let total = if page.wants_total {
-        Some(
-            user::Entity::find()
-                .filter(condition.clone())
-                .count(db)
-                .await?,
-        )
-    } else {
-        None
-    };
-    let mut query = user::Entity::find().filter(condition);
-    if let Some(after) = &page.after {
-        query = query.filter(after.after_condition(user::Column::CreatedAt, user::Column::Id));
-    }
-    let rows = query
-        .order_by_asc(user::Column::CreatedAt)
-        .order_by_asc(user::Column::Id)
-        .limit(page.first + 1)
-        .all(db)
-        .await?;
-    Ok(Page::from_rows(rows, page, total, |u| {
-        Cursor::new(u.created_at, u.id)
-    }))
+    keyset_page::<user::Entity>(
+        db,
+        condition,
+        page,
+        (user::Column::CreatedAt, user::Column::Id),
+        Direction::Ascending,
+        |row| Cursor::new(row.created_at, row.id),
+    )
+    .await
 }
 
 pub async fn update(

@@ -4,14 +4,11 @@
 pub mod graphql;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
-};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
 use uuid::Uuid;
 
 use crate::error::AppResult;
-use crate::graphql::pagination::{Cursor, Page, PageRequest};
+use crate::graphql::pagination::{Cursor, Direction, Page, PageRequest, keyset_page};
 
 pub mod entity {
     use sea_orm::entity::prelude::*;
@@ -70,27 +67,13 @@ pub async fn list(
     condition: sea_orm::Condition,
     page: &PageRequest,
 ) -> AppResult<Page<entity::Model>> {
-    let total = match page.wants_total {
-        true => Some(
-            entity::Entity::find()
-                .filter(condition.clone())
-                .count(db)
-                .await?,
-        ),
-        false => None,
-    };
-    let mut query = entity::Entity::find().filter(condition);
-    if let Some(after) = &page.after {
-        query =
-            query.filter(after.after_condition_desc(entity::Column::Timestamp, entity::Column::Id));
-    }
-    let rows = query
-        .order_by_desc(entity::Column::Timestamp)
-        .order_by_desc(entity::Column::Id)
-        .limit(page.first + 1)
-        .all(db)
-        .await?;
-    Ok(Page::from_rows(rows, page, total, |m| {
-        Cursor::new(m.timestamp, m.id)
-    }))
+    keyset_page::<entity::Entity>(
+        db,
+        condition,
+        page,
+        (entity::Column::Timestamp, entity::Column::Id),
+        Direction::Descending,
+        |row| Cursor::new(row.timestamp, row.id),
+    )
+    .await
 }

@@ -3,9 +3,7 @@
 use std::collections::BTreeSet;
 
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
-use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -21,7 +19,9 @@ use crate::audit;
 use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::graphql::loaders;
-use crate::graphql::pagination::{CountedConnection, Cursor, Page, PageRequest, parse_id};
+use crate::graphql::pagination::{
+    CountedConnection, Cursor, Direction, Page, PageRequest, keyset_page, parse_id,
+};
 use crate::graphql::scalars::DateTimeScalar;
 use crate::text;
 use crate::tickets::entity::{self as ticket, TicketStatus};
@@ -132,29 +132,15 @@ async fn list(
     condition: Condition,
     page: &PageRequest,
 ) -> AppResult<Page<email::Model>> {
-    let total = match page.wants_total {
-        true => Some(
-            email::Entity::find()
-                .filter(condition.clone())
-                .count(&state.db)
-                .await?,
-        ),
-        false => None,
-    };
-    let mut query = email::Entity::find().filter(condition);
-    if let Some(after) = &page.after {
-        query =
-            query.filter(after.after_condition_desc(email::Column::CreatedAt, email::Column::Id));
-    }
-    let rows = query
-        .order_by_desc(email::Column::CreatedAt)
-        .order_by_desc(email::Column::Id)
-        .limit(page.first + 1)
-        .all(&state.db)
-        .await?;
-    Ok(Page::from_rows(rows, page, total, |e| {
-        Cursor::new(e.created_at, e.id)
-    }))
+    keyset_page::<email::Entity>(
+        &state.db,
+        condition,
+        page,
+        (email::Column::CreatedAt, email::Column::Id),
+        Direction::Descending,
+        |row| Cursor::new(row.created_at, row.id),
+    )
+    .await
 }
 
 #[derive(Default)]

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, Unchanged,
+    QueryFilter, QuerySelect, Set, Unchanged,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -15,7 +15,7 @@ use crate::app::AppState;
 use crate::audit;
 use crate::db;
 use crate::error::{AppError, AppResult, unique_violation};
-use crate::graphql::pagination::{Cursor, Page, PageRequest, like_pattern};
+use crate::graphql::pagination::{Cursor, Direction, Page, PageRequest, keyset_page, like_pattern};
 use crate::media::entity as media;
 use crate::money::Money;
 use crate::text;
@@ -104,28 +104,15 @@ pub async fn list(
         condition = condition.add(event::Column::SearchText.like(like_pattern(&term)));
     }
 
-    let total = match page.wants_total {
-        true => Some(
-            event::Entity::find()
-                .filter(condition.clone())
-                .count(db)
-                .await?,
-        ),
-        false => None,
-    };
-    let mut query = event::Entity::find().filter(condition);
-    if let Some(after) = &page.after {
-        query = query.filter(after.after_condition(event::Column::StartsAt, event::Column::Id));
-    }
-    let rows = query
-        .order_by_asc(event::Column::StartsAt)
-        .order_by_asc(event::Column::Id)
-        .limit(page.first + 1)
-        .all(db)
-        .await?;
-    Ok(Page::from_rows(rows, page, total, |e| {
-        Cursor::new(e.starts_at, e.id)
-    }))
+    keyset_page::<event::Entity>(
+        db,
+        condition,
+        page,
+        (event::Column::StartsAt, event::Column::Id),
+        Direction::Ascending,
+        |row| Cursor::new(row.starts_at, row.id),
+    )
+    .await
 }
 
 fn validate_text(field: &str, value: &str, min: usize, max: usize) -> AppResult<String> {

@@ -7,7 +7,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::LikeExpr;
-use sea_orm::{ColumnTrait, Condition};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
@@ -161,6 +164,51 @@ impl<T: OutputType> From<Page<T>> for CountedConnection<T> {
         );
         connection
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Ascending,
+    Descending,
+}
+
+/// One page of `E` matching `condition`, in (`at`, `id`) order: the one
+/// query shape every list of this API uses. `totalCount` is counted only
+/// when asked for.
+pub async fn keyset_page<E>(
+    db: &impl ConnectionTrait,
+    condition: Condition,
+    page: &PageRequest,
+    (at, id): (E::Column, E::Column),
+    direction: Direction,
+    cursor: impl Fn(&E::Model) -> Cursor,
+) -> AppResult<Page<E::Model>>
+where
+    E: EntityTrait,
+    E::Model: Sync,
+{
+    let total = match page.wants_total {
+        true => Some(E::find().filter(condition.clone()).count(db).await?),
+        false => None,
+    };
+    let mut query = E::find().filter(condition);
+    if let Some(after) = &page.after {
+        query = query.filter(match direction {
+            Direction::Ascending => after.after_condition(at, id),
+            Direction::Descending => after.after_condition_desc(at, id),
+        });
+    }
+    let order = match direction {
+        Direction::Ascending => Order::Asc,
+        Direction::Descending => Order::Desc,
+    };
+    let rows = query
+        .order_by(at, order.clone())
+        .order_by(id, order)
+        .limit(page.first + 1)
+        .all(db)
+        .await?;
+    Ok(Page::from_rows(rows, page, total, cursor))
 }
 
 /// A "contains" pattern for a folded search term (`text::search_term`),

@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -20,7 +20,7 @@ use crate::db;
 use crate::email::notices;
 use crate::error::{AppError, AppResult};
 use crate::events::entity as event;
-use crate::graphql::pagination::{Cursor, Page, PageRequest};
+use crate::graphql::pagination::{Cursor, Direction, Page, PageRequest, keyset_page};
 use crate::money::Money;
 use crate::tickets::entity::{self as ticket, TicketStatus};
 use crate::tickets::service::{confirm_after_payment, effective_status, mark_refunded};
@@ -688,29 +688,15 @@ pub async fn list(
     condition: Condition,
     page: &PageRequest,
 ) -> AppResult<Page<payment::Model>> {
-    let total = match page.wants_total {
-        true => Some(
-            payment::Entity::find()
-                .filter(condition.clone())
-                .count(db)
-                .await?,
-        ),
-        false => None,
-    };
-    let mut query = payment::Entity::find().filter(condition);
-    if let Some(after) = &page.after {
-        query =
-            query.filter(after.after_condition(payment::Column::CreatedAt, payment::Column::Id));
-    }
-    let rows = query
-        .order_by_asc(payment::Column::CreatedAt)
-        .order_by_asc(payment::Column::Id)
-        .limit(page.first + 1)
-        .all(db)
-        .await?;
-    Ok(Page::from_rows(rows, page, total, |p| {
-        Cursor::new(p.created_at, p.id)
-    }))
+    keyset_page::<payment::Entity>(
+        db,
+        condition,
+        page,
+        (payment::Column::CreatedAt, payment::Column::Id),
+        Direction::Ascending,
+        |row| Cursor::new(row.created_at, row.id),
+    )
+    .await
 }
 
 /// After a webhook committed a success that found no seat: give the money

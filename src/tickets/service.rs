@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    PaginatorTrait, QueryFilter, QuerySelect, Set,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -24,7 +24,7 @@ use crate::db;
 use crate::email::notices;
 use crate::error::{AppError, AppResult, unique_violation};
 use crate::events::entity::{self as event, EventStatus};
-use crate::graphql::pagination::{Cursor, Page, PageRequest};
+use crate::graphql::pagination::{Cursor, Direction, Page, PageRequest, keyset_page};
 
 /// What a ticket is at `now`: a pending hold past its expiry is expired,
 /// even before the sweeper writes it down.
@@ -259,28 +259,15 @@ pub async fn list(
     condition: Condition,
     page: &PageRequest,
 ) -> AppResult<Page<ticket::Model>> {
-    let total = match page.wants_total {
-        true => Some(
-            ticket::Entity::find()
-                .filter(condition.clone())
-                .count(db)
-                .await?,
-        ),
-        false => None,
-    };
-    let mut query = ticket::Entity::find().filter(condition);
-    if let Some(after) = &page.after {
-        query = query.filter(after.after_condition(ticket::Column::CreatedAt, ticket::Column::Id));
-    }
-    let rows = query
-        .order_by_asc(ticket::Column::CreatedAt)
-        .order_by_asc(ticket::Column::Id)
-        .limit(page.first + 1)
-        .all(db)
-        .await?;
-    Ok(Page::from_rows(rows, page, total, |t| {
-        Cursor::new(t.created_at, t.id)
-    }))
+    keyset_page::<ticket::Entity>(
+        db,
+        condition,
+        page,
+        (ticket::Column::CreatedAt, ticket::Column::Id),
+        Direction::Ascending,
+        |row| Cursor::new(row.created_at, row.id),
+    )
+    .await
 }
 
 pub fn of_user(user_id: Uuid) -> Condition {
