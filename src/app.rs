@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::db::{self, Db};
 use crate::graphql::{self, AppSchema};
 use crate::http;
+use crate::media::storage::{self, SharedStorage};
 use crate::payments::gateways::Gateways;
 use crate::rate_limit::AuthLimiter;
 use crate::tickets::codes::TicketSigner;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub trusted_proxies: Arc<Vec<IpNet>>,
     pub signer: Arc<TicketSigner>,
     pub gateways: Arc<Gateways>,
+    /// Where media files live (`MEDIA_STORAGE`).
+    pub storage: SharedStorage,
     /// SQL statements run through this pool; tests use it to prove that a
     /// list costs a bounded number of queries.
     pub statements: Arc<AtomicU64>,
@@ -73,6 +76,7 @@ impl App {
             trusted_proxies: Arc::new(config.trusted_proxy_nets()?),
             signer: Arc::new(TicketSigner::from_secret(&secret)),
             gateways: Arc::new(Gateways::from_config(&config)?),
+            storage: storage::from_config(&config)?,
             statements,
             config: Arc::new(config),
             db,

@@ -12,6 +12,7 @@ use crate::accounts::graphql::{AccountMutation, AccountQuery};
 use crate::audit::graphql::AuditQuery;
 use crate::config::Config;
 use crate::events::graphql::{EventMutation, EventQuery};
+use crate::media::graphql::{MediaMutation, MediaQuery};
 use crate::payments::graphql::{PaymentMutation, PaymentQuery};
 use crate::tickets::graphql::{TicketMutation, TicketQuery};
 
@@ -21,6 +22,7 @@ pub struct Query(
     EventQuery,
     TicketQuery,
     PaymentQuery,
+    MediaQuery,
     AuditQuery,
 );
 
@@ -30,6 +32,7 @@ pub struct Mutation(
     EventMutation,
     TicketMutation,
     PaymentMutation,
+    MediaMutation,
 );
 
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;

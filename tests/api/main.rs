@@ -12,6 +12,7 @@ mod accounts;
 mod audit;
 mod events;
 mod graphql_surface;
+mod media;
 mod operations;
 mod payments;
 mod rate_limits;
