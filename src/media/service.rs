@@ -42,7 +42,7 @@ pub async fn upload(
     caller: CurrentUser,
     upload: Upload,
 ) -> AppResult<media::Model> {
-    let original_size = upload.bytes.len();
+    let uploaded_size = upload.bytes.len();
     let processed = tokio::task::spawn_blocking(move || images::process(&upload.bytes))
         .await
         .map_err(|e| AppError::Internal(anyhow::anyhow!("image task: {e}")))??;
@@ -51,20 +51,21 @@ pub async fn upload(
     let ext = processed.format.extension();
     let key = format!("media/{id}.{ext}");
     let thumbnail_key = format!("media/{id}-thumb.{ext}");
-    store(state, &key, &thumbnail_key, &processed).await?;
+    let model = media::ActiveModel {
+        id: Set(id),
+        storage_key: Set(key.clone()),
+        thumbnail_key: Set(Some(thumbnail_key.clone())),
+        content_type: Set(processed.format.content_type().to_string()),
+        size: Set(processed.bytes.len() as i64),
+        width: Set(Some(processed.width as i32)),
+        height: Set(Some(processed.height as i32)),
+        related_id: Set(upload.related_id),
+        uploaded_by: Set(Some(caller.id)),
+        created_at: Set(state.clock.now()),
+    };
+    store(state, &key, &thumbnail_key, processed).await?;
 
-    match record(
-        state,
-        caller,
-        id,
-        &key,
-        &thumbnail_key,
-        &processed,
-        upload.related_id,
-        original_size,
-    )
-    .await
-    {
+    match record(state, caller, model, uploaded_size).await {
         Ok(model) => Ok(model),
         Err(err) => {
             remove_objects(state, [Some(key), Some(thumbnail_key)]).await;
@@ -73,20 +74,21 @@ pub async fn upload(
     }
 }
 
+/// The picture, then its thumbnail; if the second fails the first goes.
 async fn store(
     state: &AppState,
     key: &str,
     thumbnail_key: &str,
-    processed: &Processed,
+    processed: Processed,
 ) -> AppResult<()> {
     let content_type = processed.format.content_type();
     state
         .storage
-        .put(key, processed.bytes.clone(), content_type)
+        .put(key, processed.bytes, content_type)
         .await?;
     if let Err(err) = state
         .storage
-        .put(thumbnail_key, processed.thumbnail.clone(), content_type)
+        .put(thumbnail_key, processed.thumbnail, content_type)
         .await
     {
         remove_objects(state, [Some(key.to_string()), None]).await;
@@ -95,50 +97,31 @@ async fn store(
     Ok(())
 }
 
-#[expect(clippy::too_many_arguments, reason = "one row's worth of fields")]
 async fn record(
     state: &AppState,
     caller: CurrentUser,
-    id: Uuid,
-    key: &str,
-    thumbnail_key: &str,
-    processed: &Processed,
-    related_id: Option<Uuid>,
-    original_size: usize,
+    model: media::ActiveModel,
+    uploaded_size: usize,
 ) -> AppResult<media::Model> {
-    let now = state.clock.now();
     let txn = db::begin_write(&state.db).await?;
-    let model = media::ActiveModel {
-        id: Set(id),
-        storage_key: Set(key.to_string()),
-        thumbnail_key: Set(Some(thumbnail_key.to_string())),
-        content_type: Set(processed.format.content_type().to_string()),
-        size: Set(processed.bytes.len() as i64),
-        width: Set(Some(processed.width as i32)),
-        height: Set(Some(processed.height as i32)),
-        related_id: Set(related_id),
-        uploaded_by: Set(Some(caller.id)),
-        created_at: Set(now),
-    }
-    .insert(&txn)
-    .await?;
+    let model = model.insert(&txn).await?;
     let details = json!({
         "contentType": model.content_type,
         "size": model.size,
-        "uploadedSize": original_size,
-        "relatedId": related_id,
+        "uploadedSize": uploaded_size,
+        "relatedId": model.related_id,
     });
     audit::record(
         &txn,
         Some(caller.id),
         "media.upload",
-        &audit::target("media", id),
+        &audit::target("media", model.id),
         details,
-        now,
+        model.created_at,
     )
     .await?;
     txn.commit().await?;
-    tracing::info!(media.id = %id, size = model.size, "media uploaded");
+    tracing::info!(media.id = %model.id, size = model.size, "media uploaded");
     Ok(model)
 }
 
