@@ -17,6 +17,7 @@ use crate::db::{self, Db};
 use crate::email::transport::Transport;
 use crate::graphql::{self, AppSchema};
 use crate::http;
+use crate::media::storage::{self, SharedStorage};
 use crate::payments::gateways::Gateways;
 use crate::rate_limit::AuthLimiter;
 use crate::tickets::codes::TicketSigner;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub signer: Arc<TicketSigner>,
     pub gateways: Arc<Gateways>,
     pub mailer: Arc<Transport>,
+    /// Where media files live (`MEDIA_STORAGE`).
+    pub storage: SharedStorage,
     /// SQL statements run through this pool; tests use it to prove that a
     /// list costs a bounded number of queries.
     pub statements: Arc<AtomicU64>,
@@ -76,6 +79,7 @@ impl App {
             signer: Arc::new(TicketSigner::from_secret(&secret)),
             gateways: Arc::new(Gateways::from_config(&config)?),
             mailer: Arc::new(Transport::from_config(&config)?),
+            storage: storage::from_config(&config)?,
             statements,
             config: Arc::new(config),
             db,

@@ -83,6 +83,8 @@ pub struct Config {
     pub s3_bucket: Option<String>,
     pub s3_region: Option<String>,
     pub s3_endpoint: Option<String>,
+    pub aws_access_key_id: Option<Secret>,
+    pub aws_secret_access_key: Option<Secret>,
     pub stripe_secret_key: Option<Secret>,
     pub stripe_webhook_secret: Option<Secret>,
     pub stripe_api_base: Option<String>,
@@ -136,6 +138,8 @@ impl Default for Config {
             s3_bucket: None,
             s3_region: None,
             s3_endpoint: None,
+            aws_access_key_id: None,
+            aws_secret_access_key: None,
             stripe_secret_key: None,
             stripe_webhook_secret: None,
             stripe_api_base: None,
@@ -186,6 +190,8 @@ const ENV_KEYS: &[&str] = &[
     "S3_BUCKET",
     "S3_REGION",
     "S3_ENDPOINT",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
     "STRIPE_SECRET_KEY",
     "STRIPE_WEBHOOK_SECRET",
     "STRIPE_API_BASE",
@@ -299,6 +305,20 @@ impl Config {
         self.trusted_proxy_nets()?;
         if !matches!(self.media_storage.as_str(), "local" | "s3") {
             return Err(invalid("MEDIA_STORAGE", "must be local or s3"));
+        }
+        if self.media_storage == "s3" {
+            if self.s3_bucket.is_none() {
+                return Err(invalid("S3_BUCKET", "is required when MEDIA_STORAGE=s3"));
+            }
+            if self.aws_access_key_id.is_none() || self.aws_secret_access_key.is_none() {
+                return Err(invalid(
+                    "AWS_ACCESS_KEY_ID",
+                    "and AWS_SECRET_ACCESS_KEY are required when MEDIA_STORAGE=s3",
+                ));
+            }
+        }
+        if self.media_max_bytes == 0 {
+            return Err(invalid("MEDIA_MAX_BYTES", "must be at least 1"));
         }
         if !matches!(
             self.email_transport.as_str(),

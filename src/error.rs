@@ -28,6 +28,12 @@ pub enum AppError {
         message: String,
         field: Option<String>,
     },
+    /// An upload over `MEDIA_MAX_BYTES`: 413 on REST, `BAD_USER_INPUT` in the body.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A file whose bytes are not an accepted image type: 415 on REST.
+    #[error("{0}")]
+    UnsupportedMedia(String),
     #[error("Sold out: no capacity left for this event")]
     SoldOut,
     #[error("Too many attempts; try again in {retry_after} seconds")]
@@ -72,7 +78,9 @@ impl AppError {
             AppError::Unauthenticated(_) => "UNAUTHENTICATED",
             AppError::Forbidden => "FORBIDDEN",
             AppError::NotFound(_) => "NOT_FOUND",
-            AppError::BadInput { .. } => "BAD_USER_INPUT",
+            AppError::BadInput { .. } | AppError::TooLarge(_) | AppError::UnsupportedMedia(_) => {
+                "BAD_USER_INPUT"
+            }
             AppError::Conflict { .. } => "CONFLICT",
             AppError::SoldOut => "SOLD_OUT",
             AppError::RateLimited { .. } => "RATE_LIMITED",
@@ -87,6 +95,8 @@ impl AppError {
             AppError::Forbidden => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::BadInput { .. } => StatusCode::BAD_REQUEST,
+            AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Conflict { .. } | AppError::SoldOut => StatusCode::CONFLICT,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::PaymentProvider(_) => StatusCode::BAD_GATEWAY,

@@ -11,6 +11,8 @@ use crate::error::AppError;
 use crate::graphql::loaders;
 use crate::graphql::pagination::{CountedConnection, PageRequest, parse_id};
 use crate::graphql::scalars::DateTimeScalar;
+use crate::media::graphql::MediaObject;
+use crate::media::service as media;
 use crate::money::{MoneyInput, MoneyObject};
 use crate::tickets::entity::TicketStatus;
 use crate::tickets::graphql::{TicketConnection, TicketObject, prefetch};
@@ -89,6 +91,19 @@ impl EventObject {
 
     async fn status(&self) -> EventStatus {
         self.0.status
+    }
+
+    /// The banner's file, `PUBLIC_URL/api/media/{id}`.
+    async fn banner_url(&self, ctx: &Context<'_>) -> Option<String> {
+        let state = ctx.data_unchecked::<AppState>();
+        self.0.banner_id.map(|id| media::url(state, id))
+    }
+
+    async fn banner(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<MediaObject>> {
+        let Some(id) = self.0.banner_id else {
+            return Ok(None);
+        };
+        Ok(loaders::media(ctx, id).await?.map(MediaObject))
     }
 
     async fn created_at(&self) -> DateTimeScalar {

@@ -16,6 +16,7 @@ use crate::accounts::entity::user;
 use crate::db::Db;
 use crate::error::AppError;
 use crate::events::entity as event;
+use crate::media::entity as media;
 use crate::tickets::entity as ticket;
 use crate::tickets::service::holding_seat;
 
@@ -55,6 +56,24 @@ impl Loader<Uuid> for EventLoader {
     }
 }
 
+pub struct MediaLoader {
+    db: Db,
+}
+
+impl Loader<Uuid> for MediaLoader {
+    type Value = media::Model;
+    type Error = Arc<sea_orm::DbErr>;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        let rows = media::Entity::find()
+            .filter(media::Column::Id.is_in(keys.iter().copied()))
+            .all(&self.db)
+            .await
+            .map_err(Arc::new)?;
+        Ok(rows.into_iter().map(|m| (m.id, m)).collect())
+    }
+}
+
 /// Seats in use per event, as of the start of the request: one grouped
 /// count for a whole page of events.
 pub struct SeatsLoader {
@@ -88,6 +107,7 @@ pub struct Loaders {
     pub users: DataLoader<UserLoader, HashMapCache>,
     pub events: DataLoader<EventLoader, HashMapCache>,
     pub seats: DataLoader<SeatsLoader, HashMapCache>,
+    pub media: DataLoader<MediaLoader, HashMapCache>,
 }
 
 impl Loaders {
@@ -111,6 +131,11 @@ impl Loaders {
                 tokio::spawn,
                 HashMapCache::default(),
             ),
+            media: DataLoader::with_cache(
+                MediaLoader { db: db.clone() },
+                tokio::spawn,
+                HashMapCache::default(),
+            ),
         }
     }
 }
@@ -126,6 +151,10 @@ fn load_error(err: Arc<sea_orm::DbErr>) -> AppError {
 
 pub async fn user(ctx: &Context<'_>, id: Uuid) -> Result<Option<user::Model>, AppError> {
     loaders(ctx)?.users.load_one(id).await.map_err(load_error)
+}
+
+pub async fn media(ctx: &Context<'_>, id: Uuid) -> Result<Option<media::Model>, AppError> {
+    loaders(ctx)?.media.load_one(id).await.map_err(load_error)
 }
 
 pub async fn event(ctx: &Context<'_>, id: Uuid) -> Result<Option<event::Model>, AppError> {

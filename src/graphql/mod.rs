@@ -13,6 +13,7 @@ use crate::audit::graphql::AuditQuery;
 use crate::config::Config;
 use crate::email::graphql::{EmailMutation, EmailQuery};
 use crate::events::graphql::{EventMutation, EventQuery};
+use crate::media::graphql::{MediaMutation, MediaQuery};
 use crate::payments::graphql::{PaymentMutation, PaymentQuery};
 use crate::tickets::graphql::{TicketMutation, TicketQuery};
 
@@ -23,6 +24,7 @@ pub struct Query(
     TicketQuery,
     PaymentQuery,
     EmailQuery,
+    MediaQuery,
     AuditQuery,
 );
 
@@ -33,6 +35,7 @@ pub struct Mutation(
     TicketMutation,
     PaymentMutation,
     EmailMutation,
+    MediaMutation,
 );
 
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;

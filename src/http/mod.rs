@@ -10,6 +10,7 @@ mod metrics;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use axum::middleware;
 use axum::response::IntoResponse;
@@ -25,6 +26,7 @@ use tracing::Span;
 use crate::accounts::rest as auth_rest;
 use crate::app::AppState;
 use crate::graphql::AppSchema;
+use crate::media::rest as media_rest;
 use crate::payments::webhooks;
 use crate::playground;
 use crate::tickets::rest as tickets_rest;
@@ -53,6 +55,15 @@ pub fn router(state: AppState, schema: AppSchema) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
+        .route("/api/media/{id}", get(media_rest::file))
+        .route("/api/media/{id}/thumbnail", get(media_rest::thumbnail))
+        // Every route so far takes small bodies; uploads, added after this
+        // layer, have their own larger limit.
+        .layer(RequestBodyLimitLayer::new(config.request_body_limit_bytes))
+        .route(
+            "/api/media/upload",
+            post(media_rest::upload).layer(DefaultBodyLimit::max(upload_limit(&config))),
+        )
         .layer(axum::Extension(schema))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -69,7 +80,6 @@ pub fn router(state: AppState, schema: AppSchema) -> Router {
             Duration::from_secs(config.request_timeout_seconds),
         ))
         .layer(cors(&config.cors_origins))
-        .layer(RequestBodyLimitLayer::new(config.request_body_limit_bytes))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http()
@@ -77,6 +87,15 @@ pub fn router(state: AppState, schema: AppSchema) -> Router {
                 .on_response(on_response),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// The whole multipart body of an upload: the file's own limit plus room
+/// for boundaries and small parts. The multipart reader enforces it as the
+/// body streams in and answers 413 (as JSON) past it.
+fn upload_limit(config: &crate::config::Config) -> usize {
+    usize::try_from(config.media_max_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(media_rest::MULTIPART_OVERHEAD)
 }
 
 /// Only the configured origins may call from a browser. No credentials are

@@ -13,6 +13,7 @@ mod audit;
 mod email;
 mod events;
 mod graphql_surface;
+mod media;
 mod operations;
 mod payments;
 mod rate_limits;
