@@ -501,7 +501,62 @@ async fn a_replayed_payment_webhook_queues_one_email(backend: Backend) {
     assert_eq!(kinds, vec!["payment_received", "ticket_confirmed"]);
 }
 
+async fn cancellation_notices(app: &TestApp, address: &str) -> Vec<email::Model> {
+    email::Entity::find()
+        .filter(email::Column::ToAddress.eq(address))
+        .filter(email::Column::Template.eq("event_cancelled"))
+        .all(&app.state.db)
+        .await
+        .unwrap()
+}
+
+async fn cancelling_an_event_tells_each_attendee_in_their_language(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let organizer = app.user_with_role(Role::Organizer).await;
+    let event = free_event(&app, &organizer).await;
+    let ana = member(&app, "ana", "es").await;
+    let bob = member(&app, "bob", "en").await;
+    for m in [&ana, &bob] {
+        app.gql(
+            Some(&m.token),
+            "mutation($e: ID!) { bookTicket(eventId: $e) { id } }",
+            json!({ "e": event }),
+        )
+        .await;
+    }
+    let cancel =
+        "mutation($id: ID!) { cancelEvent(id: $id, reason: \"Lluvia <fuerte>\") { status } }";
+    assert_eq!(
+        app.gql(Some(&organizer.token), cancel, json!({ "id": event }))
+            .await["data"]["cancelEvent"]["status"],
+        "CANCELLED"
+    );
+
+    let to_ana = cancellation_notices(&app, &ana.email).await;
+    let to_bob = cancellation_notices(&app, &bob.email).await;
+    assert_eq!((to_ana.len(), to_bob.len()), (1, 1));
+    assert!(
+        to_ana[0].subject.starts_with("Cancelado"),
+        "{}",
+        to_ana[0].subject
+    );
+    assert!(
+        to_bob[0].subject.starts_with("Cancelled"),
+        "{}",
+        to_bob[0].subject
+    );
+    assert!(to_bob[0].body.contains("Lluvia <fuerte>"));
+    assert!(
+        to_bob[0]
+            .body_html
+            .as_deref()
+            .unwrap_or_default()
+            .contains("Lluvia &lt;fuerte&gt;")
+    );
+}
+
 on_both_databases!(
+    cancelling_an_event_tells_each_attendee_in_their_language,
     attendees_get_one_email_each_in_their_language,
     a_failed_recipient_is_retried_without_resending_to_the_others,
     header_injection_is_refused_and_user_text_stays_in_its_place,

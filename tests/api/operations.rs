@@ -186,6 +186,22 @@ async fn create_admin_creates_or_promotes_and_migrate_is_idempotent(backend: Bac
     );
 }
 
+/// SIGTERM ends the server cleanly (in-flight requests get the grace period).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_server_cleanly() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let server = crate::support::ServerProcess::start(&app).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = server
+        .wait_exit(std::time::Duration::from_secs(10))
+        .expect("the server stops within ten seconds");
+    assert!(exit.success(), "{exit:?}");
+}
+
 on_both_databases!(
     health_and_readiness_answer,
     the_rest_mirror_logs_in_refreshes_and_logs_out,

@@ -271,7 +271,13 @@ async fn the_same_delivery_twice_and_three_times_at_once_applies_once(backend: B
         vec!["payment.succeed"],
         "one confirmation"
     );
-    use sea_orm::{EntityTrait, PaginatorTrait};
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let receipts = spanglish::email::entity::Entity::find()
+        .filter(spanglish::email::entity::Column::Template.eq("payment_received"))
+        .count(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(receipts, 1, "one email");
     let inbox = spanglish::payments::entity::webhook_event::Entity::find()
         .count(&app.state.db)
         .await
