@@ -49,9 +49,13 @@ impl EmailObject {
         &self.0.subject
     }
 
-    /// The plain-text part.
-    async fn body(&self) -> &str {
-        &self.0.body
+    /// The plain-text part. A password-reset link is a live credential, so
+    /// its token is never shown back.
+    async fn body(&self) -> String {
+        match self.0.template.as_deref() {
+            Some("password_reset") => redact_token(&self.0.body),
+            _ => self.0.body.clone(),
+        }
     }
 
     async fn status(&self) -> EmailStatus {
@@ -194,6 +198,10 @@ async fn send_announcement(
         .map(|id| parse_id(id, "eventId"))
         .transpose()?;
     if let Some(event_id) = event_id {
+        crate::events::entity::Entity::find_by_id(event_id)
+            .one(&state.db)
+            .await?
+            .ok_or(AppError::NotFound("Event"))?;
         let attendees: Vec<Uuid> = ticket::Entity::find()
             .select_only()
             .column(ticket::Column::UserId)
@@ -242,4 +250,14 @@ async fn send_announcement(
     .await?;
     txn.commit().await?;
     Ok(recipients.len())
+}
+
+fn redact_token(body: &str) -> String {
+    body.split_whitespace()
+        .map(|word| match word.split_once("token=") {
+            Some((before, _)) => format!("{before}token=[redacted]"),
+            None => word.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

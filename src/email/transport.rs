@@ -14,7 +14,9 @@ const RESEND_API: &str = "https://api.resend.com";
 const POSTMARK_API: &str = "https://api.postmarkapp.com";
 
 pub enum Transport {
-    Log,
+    Log {
+        show_bodies: bool,
+    },
     Smtp {
         mailer: AsyncSmtpTransport<Tokio1Executor>,
         from: Mailbox,
@@ -99,14 +101,22 @@ impl Transport {
                     .into(),
                 from: from()?,
             },
-            _ => Transport::Log,
+            _ => Transport::Log {
+                show_bodies: config.is_development(),
+            },
         })
     }
 
     pub async fn send(&self, message: &email::Model) -> Result<(), String> {
         match self {
-            Transport::Log => {
+            // Bodies carry check-in codes and reset links: only a development
+            // log, on a developer's own machine, shows them.
+            Transport::Log { show_bodies: true } => {
                 tracing::info!(email.id = %message.id, email.to = %message.to_address, subject = %message.subject, body = %message.body, "email (log transport)");
+                Ok(())
+            }
+            Transport::Log { show_bodies: false } => {
+                tracing::info!(email.id = %message.id, email.to = %message.to_address, subject = %message.subject, "email (log transport)");
                 Ok(())
             }
             Transport::Smtp { mailer, from } => {

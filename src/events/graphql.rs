@@ -115,6 +115,19 @@ impl EventObject {
     }
 }
 
+/// Loads the banners and seat counts a page of events will ask for, one
+/// batch each, so the page costs the same number of queries at any size.
+async fn prefetch_events(ctx: &Context<'_>, events: &[event::Model]) -> Result<(), AppError> {
+    let node = ctx.look_ahead().field("edges").field("node");
+    if node.field("banner").exists() {
+        loaders::media_many(ctx, events.iter().filter_map(|e| e.banner_id)).await?;
+    }
+    if node.field("ticketsRemaining").exists() {
+        loaders::seats(ctx, events.iter().map(|e| e.id)).await?;
+    }
+    Ok(())
+}
+
 #[derive(InputObject)]
 pub struct CreateEventInput {
     pub title: String,
@@ -239,6 +252,7 @@ impl EventQuery {
             search: filter.search,
         };
         let page = service::list(&state.db, &viewer(ctx), filter, &page).await?;
+        prefetch_events(ctx, &page.models()).await?;
         Ok(page.map(EventObject).into())
     }
 

@@ -97,7 +97,13 @@ impl Loader<Uuid> for SeatsLoader {
             .all(&self.db)
             .await
             .map_err(Arc::new)?;
-        Ok(rows.into_iter().collect())
+        // Every key gets an answer, zero included: a key left out would not
+        // be cached, and each later load of it would query again.
+        let counts: HashMap<Uuid, i64> = rows.into_iter().collect();
+        Ok(keys
+            .iter()
+            .map(|k| (*k, counts.get(k).copied().unwrap_or(0)))
+            .collect())
     }
 }
 
@@ -192,6 +198,18 @@ pub async fn events(ctx: &Context<'_>, ids: impl Iterator<Item = Uuid>) -> Resul
 pub async fn seats(ctx: &Context<'_>, ids: impl Iterator<Item = Uuid>) -> Result<(), AppError> {
     loaders(ctx)?
         .seats
+        .load_many(ids)
+        .await
+        .map_err(load_error)?;
+    Ok(())
+}
+
+pub async fn media_many(
+    ctx: &Context<'_>,
+    ids: impl Iterator<Item = Uuid>,
+) -> Result<(), AppError> {
+    loaders(ctx)?
+        .media
         .load_many(ids)
         .await
         .map_err(load_error)?;

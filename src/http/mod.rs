@@ -70,6 +70,7 @@ pub fn router(state: AppState, schema: AppSchema) -> Router {
             client_ip::middleware,
         ))
         .layer(middleware::from_fn(metrics::track))
+        .fallback(not_found)
         .with_state(state);
 
     // Each `layer` call wraps the ones before it, so the list reads from
@@ -107,6 +108,11 @@ fn cors(origins: &[String]) -> CorsLayer {
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .max_age(Duration::from_secs(600))
+}
+
+/// Unknown routes answer in the API's error shape too.
+async fn not_found() -> axum::response::Response {
+    crate::error::AppError::NotFound("Route").into_response()
 }
 
 /// The last line of defence: a bug that panics answers 500 with the

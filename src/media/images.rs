@@ -150,7 +150,8 @@ fn refusal(err: image::ImageError) -> AppError {
                 MAX_DECODE_BYTES / (1024 * 1024)
             ),
         ),
-        image::ImageError::IoError(err) => AppError::Internal(err.into()),
+        // The bytes are already in memory: an I/O error while decoding them
+        // means the file ended early, which is a bad file, not a server fault.
         _ => AppError::UnsupportedMedia(
             "the file is not a readable JPEG, PNG, WebP or GIF image".into(),
         ),

@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -306,9 +306,13 @@ pub async fn apply_outcome(
                 ..current.clone()
             };
             let status = paid_status(&next);
+            // Money for a ticket another payment already paid (an abandoned
+            // checkout completed after all) is not kept: it goes back.
+            let paid_twice = ticket_paid_by_another(txn, &current).await?;
             // A refund reported before this success already gave all the
             // money back: the ticket ends refunded, not confirmed.
             let confirmed = match status {
+                _ if paid_twice => false,
                 PaymentStatus::Refunded => {
                     mark_refunded(txn, current.ticket_id, now).await?;
                     true
@@ -332,7 +336,9 @@ pub async fn apply_outcome(
                 now,
             )
             .await?;
-            if !confirmed {
+            if paid_twice {
+                tracing::warn!(payment.id = %payment_id, "the ticket was already paid; refunding this payment");
+            } else if !confirmed {
                 tracing::warn!(payment.id = %payment_id, "paid after the hold lapsed with no seat left; refunding");
             }
         }
@@ -360,7 +366,8 @@ pub async fn apply_outcome(
             };
             if paid {
                 model.status = Set(paid_status(&next));
-                if total >= current.amount_minor {
+                // The seat goes only if no other payment still pays for it.
+                if total >= current.amount_minor && !ticket_paid_by_another(txn, &current).await? {
                     mark_refunded(txn, current.ticket_id, now).await?;
                 }
             }
@@ -399,6 +406,23 @@ pub async fn apply_outcome(
     Ok(applied)
 }
 
+/// Whether some other payment of the same ticket has taken money already.
+async fn ticket_paid_by_another(
+    txn: &DatabaseTransaction,
+    current: &payment::Model,
+) -> AppResult<bool> {
+    let others = payment::Entity::find()
+        .filter(payment::Column::TicketId.eq(current.ticket_id))
+        .filter(payment::Column::Id.ne(current.id))
+        .filter(
+            payment::Column::Status
+                .is_in([PaymentStatus::Succeeded, PaymentStatus::PartiallyRefunded]),
+        )
+        .count(txn)
+        .await?;
+    Ok(others > 0)
+}
+
 /// An organizer received cash or a transfer for a manual payment.
 pub async fn confirm_manual(
     state: &AppState,
@@ -427,6 +451,12 @@ pub async fn confirm_manual(
         .filter(|r| !r.is_empty());
     if let Some(note) = &note {
         crate::text::check_clean("reference", note, false)?;
+        if note.chars().count() > 500 {
+            return Err(AppError::bad_input(
+                "reference",
+                "must be at most 500 characters",
+            ));
+        }
     }
 
     let success = Outcome::Succeeded {

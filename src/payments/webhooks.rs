@@ -52,7 +52,7 @@ impl Delivery {
 fn bad_request(provider: &str, why: &str) -> Response {
     metrics::counter!("webhook_deliveries_total", "provider" => provider.to_string(), "outcome" => "rejected").increment(1);
     tracing::warn!(webhook.provider = provider, reason = why, "webhook refused");
-    (StatusCode::BAD_REQUEST, why.to_string()).into_response()
+    AppError::bad_input("body", why).into_response()
 }
 
 fn retry_later(provider: &str, err: impl std::fmt::Display) -> Response {
@@ -106,7 +106,21 @@ pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Byt
         false => stripe_target(object),
     };
     let raw = String::from_utf8_lossy(&body).into_owned();
-    record_and_apply(&state, PROVIDER, event_id, raw, target, outcomes).await
+    let claimed = stripe_claim(object);
+    record_and_apply_with(
+        &state, PROVIDER, event_id, raw, target, outcomes, None, claimed,
+    )
+    .await
+}
+
+/// The amount and currency a success event says was paid, in Stripe's units
+/// (a Checkout Session's `amount_total`, a PaymentIntent's `amount`).
+fn stripe_claim(object: &Value) -> Option<Claim> {
+    let amount = object["amount_total"]
+        .as_i64()
+        .or_else(|| object["amount"].as_i64())?;
+    let currency = object["currency"].as_str()?.to_uppercase();
+    Some(Claim { amount, currency })
 }
 
 /// Which of our payments an event is about: the id we put in the metadata,
@@ -310,6 +324,7 @@ async fn record_delivery(
         Target::None,
         Vec::new(),
         Some(delivery),
+        None,
     )
     .await
 }
@@ -322,10 +337,14 @@ async fn record_and_apply(
     target: Target,
     outcomes: Vec<Outcome>,
 ) -> Response {
-    record_and_apply_with(state, provider, event_id, raw, target, outcomes, None).await
+    record_and_apply_with(state, provider, event_id, raw, target, outcomes, None, None).await
 }
 
 /// Stores the delivery and applies its outcomes in one transaction.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one delivery's parts, passed straight through"
+)]
 async fn record_and_apply_with(
     state: &AppState,
     provider: &str,
@@ -334,8 +353,13 @@ async fn record_and_apply_with(
     target: Target,
     outcomes: Vec<Outcome>,
     forced: Option<Delivery>,
+    claimed: Option<Claim>,
 ) -> Response {
-    match apply(state, provider, event_id, raw, target, outcomes, forced).await {
+    match apply(
+        state, provider, event_id, raw, target, outcomes, forced, claimed,
+    )
+    .await
+    {
         Ok((delivery, refund_due)) => {
             if let Some(payment_id) = refund_due {
                 service::refund_unseated(state, payment_id).await;
@@ -346,6 +370,29 @@ async fn record_and_apply_with(
     }
 }
 
+/// What a provider's event says was paid.
+struct Claim {
+    amount: i64,
+    currency: String,
+}
+
+/// A success counts only for the amount and currency we asked for.
+async fn claim_matches(
+    txn: &sea_orm::DatabaseTransaction,
+    payment_id: Uuid,
+    claim: &Claim,
+) -> Result<bool, AppError> {
+    let Some(ours) = payment::Entity::find_by_id(payment_id).one(txn).await? else {
+        return Ok(true);
+    };
+    let expected = Money::from_minor(ours.amount_minor, &ours.currency).and_then(units::to_stripe);
+    Ok(claim.currency == ours.currency && expected == Some(claim.amount))
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one delivery's parts, passed straight through"
+)]
 async fn apply(
     state: &AppState,
     provider: &str,
@@ -354,6 +401,7 @@ async fn apply(
     target: Target,
     outcomes: Vec<Outcome>,
     forced: Option<Delivery>,
+    claimed: Option<Claim>,
 ) -> Result<(Delivery, Option<Uuid>), AppError> {
     let now = state.clock.now();
     let txn = db::begin_write(&state.db).await?;
@@ -398,7 +446,14 @@ async fn apply(
         (Some(_), false) => Delivery::Unchanged,
     };
     let mut refund_due = None;
-    if let Some(id) = payment_id {
+    let mut forced = forced;
+    if let (Some(id), Some(claim)) = (payment_id, &claimed)
+        && !claim_matches(&txn, id, claim).await?
+    {
+        tracing::warn!(payment.id = %id, "the provider reports another amount or currency; ignored");
+        forced = Some(Delivery::Mismatch);
+    }
+    if let Some(id) = payment_id.filter(|_| forced.is_none()) {
         for outcome in outcomes {
             let applied = service::apply_outcome(state, &txn, id, outcome, now, None).await?;
             if applied.changed {

@@ -228,6 +228,16 @@ async fn header_injection_is_refused_and_user_text_stays_in_its_place(backend: B
     let target = member(&app, "target", "en").await;
     let send = "mutation($input: SendEmailInput!) { sendEmail(input: $input) { queued } }";
 
+    let nowhere =
+        json!({ "subject": "s", "body": "b", "eventId": "00000000-0000-4000-8000-000000000000" });
+    assert_eq!(
+        error_code(
+            &app.gql(Some(&organizer.token), send, json!({ "input": nowhere }))
+                .await
+        ),
+        "NOT_FOUND"
+    );
+
     let injected =
         json!({ "subject": "Hi\r\nBcc: victim@example.org", "body": "x", "userIds": [target.id] });
     let answer = app

@@ -246,6 +246,18 @@ async fn only_real_images_are_taken(backend: Backend) {
     assert!(files_under(dir.path()).is_empty());
 }
 
+async fn a_truncated_picture_is_refused_as_unreadable(backend: Backend) {
+    let dir = TempDir::new().unwrap();
+    let app = TestApp::spawn_with(backend, local(&dir)).await;
+    let organizer = app.user_with_role(Role::Organizer).await;
+    let whole = png(64, 64);
+    for cut in [8, 33, 57, whole.len() - 12] {
+        let body = multipart(&whole[..cut], "cut.png", "image/png", None);
+        let (status, answer) = post_upload(&app, Some(&organizer.token), body).await;
+        assert_eq!(status, 415, "cut at {cut}: {answer}");
+    }
+}
+
 async fn a_huge_declared_picture_is_refused_before_decoding(backend: Backend) {
     let dir = TempDir::new().unwrap();
     let app = TestApp::spawn_with(backend, local(&dir)).await;
@@ -416,11 +428,49 @@ async fn deleting_removes_files_but_not_a_banner_in_use(backend: Backend) {
     assert_eq!(audit, vec!["media.upload", "media.delete"]);
 }
 
+async fn the_events_list_with_banners_costs_the_same_queries_for_5_and_50(backend: Backend) {
+    use std::sync::atomic::Ordering;
+    let dir = TempDir::new().unwrap();
+    let app = TestApp::spawn_with(backend, local(&dir)).await;
+    let organizer = app.user_with_role(Role::Organizer).await;
+    let banners = [
+        upload(&app, &organizer.token, &png(30, 10), "a.png").await,
+        upload(&app, &organizer.token, &png(10, 30), "b.png").await,
+    ];
+    for i in 0..50 {
+        let mut input = event_input(&format!("Banner night {i}"));
+        input["bannerId"] = banners[i % 2]["id"].clone();
+        input["status"] = json!("PUBLISHED");
+        create_event(&app, &organizer.token, input).await;
+    }
+
+    let query = "query($n: Int) { events(first: $n) { edges { node { title ticketsRemaining bannerUrl banner { url width height } } } } }";
+    let mut counts = Vec::new();
+    for n in [5, 50] {
+        let before = app.state.statements.load(Ordering::SeqCst);
+        let answer = app.gql(None, query, json!({ "n": n })).await;
+        let edges = answer["data"]["events"]["edges"].as_array().unwrap();
+        assert_eq!(edges.len(), n, "{answer}");
+        assert!(
+            edges
+                .iter()
+                .all(|e| e["node"]["banner"]["width"].as_i64().is_some())
+        );
+        counts.push(app.state.statements.load(Ordering::SeqCst) - before);
+    }
+    assert_eq!(
+        counts[0], counts[1],
+        "statements for 5 and 50 events: {counts:?}"
+    );
+}
+
 on_both_databases!(
     an_organizer_uploads_a_png_and_anyone_downloads_it,
+    the_events_list_with_banners_costs_the_same_queries_for_5_and_50,
     exif_is_stripped_and_orientation_applied,
     only_real_images_are_taken,
     a_huge_declared_picture_is_refused_before_decoding,
+    a_truncated_picture_is_refused_as_unreadable,
     uploads_over_the_limit_are_413,
     a_path_like_file_name_goes_nowhere,
     only_organizers_upload,

@@ -159,6 +159,7 @@ async fn stripe_event(app: &TestApp, event: &Value) -> reqwest::StatusCode {
 fn completed(event_id: &str, payment_id: &str) -> Value {
     json!({ "id": event_id, "type": "checkout.session.completed", "data": { "object": {
         "id": "cs_test_1", "object": "checkout.session", "payment_status": "paid", "payment_intent": "pi_test_1",
+        "amount_total": 50000, "currency": "pyg",
         "metadata": { "payment_id": payment_id } } } })
 }
 
@@ -888,7 +889,80 @@ async fn a_price_change_does_not_change_what_a_pending_ticket_owes(backend: Back
     );
 }
 
+async fn a_success_for_another_amount_or_a_second_payment_is_not_kept(backend: Backend) {
+    let providers = providers().await;
+    let app = spawn(backend, &providers).await;
+
+    // Stripe says another amount was paid: nothing changes.
+    let (member, _, ticket) = pending_ticket(&app, 10, "50000", "PYG").await;
+    let payment_id = initiate(&app, &member, &ticket, "STRIPE").await["data"]["initiatePayment"]["payment"]["id"].as_str().unwrap().to_string();
+    let mut cheap = completed("evt_cheap", &payment_id);
+    cheap["data"]["object"]["amount_total"] = json!(1);
+    cheap["data"]["object"]["currency"] = json!("jpy");
+    assert_eq!(stripe_event(&app, &cheap).await, 200);
+    assert_eq!(
+        ticket_state(&app, &member, &ticket).await["status"],
+        "PENDING"
+    );
+
+    // Two checkouts for one ticket both paid: the second payment goes back.
+    let first = payment_id;
+    let second = initiate(&app, &member, &ticket, "STRIPE").await["data"]["initiatePayment"]["payment"]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        stripe_event(&app, &completed("evt_second", &second)).await,
+        200
+    );
+    assert_eq!(
+        stripe_event(&app, &completed("evt_first", &first)).await,
+        200
+    );
+    let state = ticket_state(&app, &member, &ticket).await;
+    assert_eq!(state["status"], "CONFIRMED", "{state}");
+    let query = "query($id: ID!) { payment(id: $id) { status } }";
+    let token = app.fresh_token(&member);
+    assert_eq!(
+        app.gql(Some(&token), query, json!({ "id": second })).await["data"]["payment"]["status"],
+        "SUCCEEDED"
+    );
+    assert_eq!(
+        app.gql(Some(&token), query, json!({ "id": first })).await["data"]["payment"]["status"],
+        "REFUNDED"
+    );
+    let refunds = providers
+        .stripe
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/v1/refunds")
+        .count();
+    assert_eq!(refunds, 1);
+
+    // Refusals answer in the API's error shape.
+    let refused = app
+        .client
+        .post(app.url("/api/payments/webhook/stripe"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["code"],
+        "BAD_USER_INPUT"
+    );
+    let nowhere = app
+        .client
+        .get(app.url("/api/nowhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nowhere.status(), 404);
+    assert_eq!(nowhere.json::<Value>().await.unwrap()["code"], "NOT_FOUND");
+}
+
 on_both_databases!(
+    a_success_for_another_amount_or_a_second_payment_is_not_kept,
     cancelling_an_event_refunds_card_payments_and_flags_cash,
     reconcile_settles_payments_whose_webhook_never_came,
     a_price_change_does_not_change_what_a_pending_ticket_owes,
