@@ -34,6 +34,7 @@ pub enum GatewayError {
 
 pub struct CheckoutRequest<'a> {
     pub payment_id: uuid::Uuid,
+    pub now: DateTime<Utc>,
     pub title: &'a str,
     pub amount: Money,
     pub expires_at: DateTime<Utc>,
@@ -145,7 +146,7 @@ impl StripeGateway {
             .payment_intent_data(intent)
             .client_reference_id(request.payment_id.to_string())
             .customer_email(request.customer_email)
-            .expires_at(request.expires_at.timestamp())
+            .expires_at(stripe_expiry(request.now, request.expires_at).timestamp())
             .success_url(request.return_url)
             .cancel_url(request.return_url)
             .customize()
@@ -197,6 +198,14 @@ impl StripeGateway {
             .map_err(stripe_error)?;
         Ok(refund.id.to_string())
     }
+}
+
+/// Stripe closes a Checkout Session no sooner than 30 minutes after it is
+/// created. A shorter hold is honoured on our side: a payment that lands
+/// after the hold lapsed confirms the ticket only if a seat is still free,
+/// and is refunded otherwise.
+pub fn stripe_expiry(now: DateTime<Utc>, hold_ends: DateTime<Utc>) -> DateTime<Utc> {
+    hold_ends.max(now + chrono::Duration::minutes(31))
 }
 
 fn idempotent(key: &str) -> Result<stripe::RequestStrategy, GatewayError> {
@@ -396,4 +405,21 @@ fn urlencode(segment: &str) -> String {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkout_closes_with_the_hold_but_not_before_stripe_allows() {
+        let now = Utc::now();
+        let long_hold = now + chrono::Duration::hours(2);
+        assert_eq!(stripe_expiry(now, long_hold), long_hold);
+        let short_hold = now + chrono::Duration::minutes(15);
+        assert_eq!(
+            stripe_expiry(now, short_hold),
+            now + chrono::Duration::minutes(31)
+        );
+    }
 }

@@ -141,7 +141,9 @@ pub async fn initiate(
         payment_id: payment.id,
         title: &event.title,
         amount,
-        // The checkout closes no later than the hold on the seat.
+        // The checkout closes with the hold on the seat (for Stripe, no
+        // sooner than it allows; see `gateways::stripe_expiry`).
+        now,
         expires_at: ticket.expires_at.unwrap_or(now + Duration::minutes(30)),
         return_url: &return_url,
         notification_url: format!(
