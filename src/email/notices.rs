@@ -45,6 +45,20 @@ async fn load(
     Ok(user.zip(event))
 }
 
+/// The payer and the event of a payment.
+async fn load_for_payment(
+    db: &impl ConnectionTrait,
+    payment: &payment::Model,
+) -> AppResult<Option<(user::Model, event::Model)>> {
+    let Some(ticket) = ticket::Entity::find_by_id(payment.ticket_id)
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    load(db, payment.user_id, ticket.event_id).await
+}
+
 pub async fn ticket_confirmed(
     db: &impl ConnectionTrait,
     ticket: &ticket::Model,
@@ -72,13 +86,7 @@ pub async fn payment_received(
     payment: &payment::Model,
     now: DateTime<Utc>,
 ) -> AppResult<()> {
-    let Some(ticket) = ticket::Entity::find_by_id(payment.ticket_id)
-        .one(db)
-        .await?
-    else {
-        return Ok(());
-    };
-    let Some((user, event)) = load(db, payment.user_id, ticket.event_id).await? else {
+    let Some((user, event)) = load_for_payment(db, payment).await? else {
         return Ok(());
     };
     let context = context! { name => &user.name, event => &event.title, amount => money(payment.amount_minor, &payment.currency), provider => payment.provider.as_str() };
@@ -100,13 +108,7 @@ pub async fn refund(
     total_minor: i64,
     now: DateTime<Utc>,
 ) -> AppResult<()> {
-    let Some(ticket) = ticket::Entity::find_by_id(payment.ticket_id)
-        .one(db)
-        .await?
-    else {
-        return Ok(());
-    };
-    let Some((user, event)) = load(db, payment.user_id, ticket.event_id).await? else {
+    let Some((user, event)) = load_for_payment(db, payment).await? else {
         return Ok(());
     };
     let context = context! {

@@ -107,10 +107,13 @@ pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Byt
     };
     let raw = String::from_utf8_lossy(&body).into_owned();
     let claimed = stripe_claim(object);
-    record_and_apply_with(
-        &state, PROVIDER, event_id, raw, target, outcomes, None, claimed,
-    )
-    .await
+    let incoming = Incoming {
+        target,
+        outcomes,
+        claimed,
+        ..Incoming::new(PROVIDER, event_id, raw)
+    };
+    record(&state, incoming).await
 }
 
 /// The amount and currency a success event says was paid, in Stripe's units
@@ -220,7 +223,7 @@ pub async fn mercadopago(
         .unwrap_or_else(|| format!("{kind}:{data_id}:{}", request_id.unwrap_or_default()));
     let raw = String::from_utf8_lossy(&body).into_owned();
     if kind != "payment" {
-        return record_and_apply(&state, PROVIDER, &event_id, raw, Target::None, Vec::new()).await;
+        return record(&state, Incoming::new(PROVIDER, &event_id, raw)).await;
     }
 
     // The notification is only a trigger: what happened is read back from
@@ -231,29 +234,39 @@ pub async fn mercadopago(
     let remote = match gateway.fetch_payment(&data_id).await {
         Ok(Some(remote)) => remote,
         Ok(None) => {
-            return record_and_apply(&state, PROVIDER, &event_id, raw, Target::None, Vec::new())
-                .await;
+            return record(&state, Incoming::new(PROVIDER, &event_id, raw)).await;
         }
         Err(GatewayError::Refused(why)) | Err(GatewayError::Unavailable(why)) => {
             return retry_later(PROVIDER, why);
         }
     };
     let Some(payment_id) = remote.external_reference.as_deref().and_then(parse_uuid) else {
-        return record_and_apply(&state, PROVIDER, &event_id, raw, Target::None, Vec::new()).await;
+        return record(&state, Incoming::new(PROVIDER, &event_id, raw)).await;
     };
     match mercadopago_outcomes(&state, payment_id, &remote).await {
         Ok(Some(outcomes)) => {
-            record_and_apply(
+            let target = Target::Payment(payment_id);
+            record(
                 &state,
-                PROVIDER,
-                &event_id,
-                raw,
-                Target::Payment(payment_id),
-                outcomes,
+                Incoming {
+                    target,
+                    outcomes,
+                    ..Incoming::new(PROVIDER, &event_id, raw)
+                },
             )
             .await
         }
-        Ok(None) => record_delivery(&state, PROVIDER, &event_id, raw, Delivery::Mismatch).await,
+        Ok(None) => {
+            let forced = Some(Delivery::Mismatch);
+            record(
+                &state,
+                Incoming {
+                    forced,
+                    ..Incoming::new(PROVIDER, &event_id, raw)
+                },
+            )
+            .await
+        }
         Err(err) => retry_later(PROVIDER, err),
     }
 }
@@ -309,57 +322,38 @@ pub async fn mercadopago_outcomes(
     }))
 }
 
-async fn record_delivery(
-    state: &AppState,
-    provider: &str,
-    event_id: &str,
-    raw: String,
-    delivery: Delivery,
-) -> Response {
-    record_and_apply_with(
-        state,
-        provider,
-        event_id,
-        raw,
-        Target::None,
-        Vec::new(),
-        Some(delivery),
-        None,
-    )
-    .await
-}
-
-async fn record_and_apply(
-    state: &AppState,
-    provider: &str,
-    event_id: &str,
+/// One accepted delivery, on its way to the inbox.
+struct Incoming<'a> {
+    provider: &'a str,
+    event_id: &'a str,
     raw: String,
     target: Target,
     outcomes: Vec<Outcome>,
-) -> Response {
-    record_and_apply_with(state, provider, event_id, raw, target, outcomes, None, None).await
-}
-
-/// Stores the delivery and applies its outcomes in one transaction.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one delivery's parts, passed straight through"
-)]
-async fn record_and_apply_with(
-    state: &AppState,
-    provider: &str,
-    event_id: &str,
-    raw: String,
-    target: Target,
-    outcomes: Vec<Outcome>,
+    /// An outcome decided before looking (a mismatch already found).
     forced: Option<Delivery>,
+    /// What the event says was paid, checked against the payment.
     claimed: Option<Claim>,
-) -> Response {
-    match apply(
-        state, provider, event_id, raw, target, outcomes, forced, claimed,
-    )
-    .await
-    {
+}
+
+impl<'a> Incoming<'a> {
+    fn new(provider: &'a str, event_id: &'a str, raw: String) -> Self {
+        Self {
+            provider,
+            event_id,
+            raw,
+            target: Target::None,
+            outcomes: Vec::new(),
+            forced: None,
+            claimed: None,
+        }
+    }
+}
+
+/// Stores the delivery and applies its outcomes in one transaction; then,
+/// outside it, gives back money that could not be kept.
+async fn record(state: &AppState, incoming: Incoming<'_>) -> Response {
+    let (provider, event_id) = (incoming.provider, incoming.event_id);
+    match apply(state, incoming).await {
         Ok((delivery, refund_due)) => {
             if let Some(payment_id) = refund_due {
                 service::refund_unseated(state, payment_id).await;
@@ -389,20 +383,19 @@ async fn claim_matches(
     Ok(claim.currency == ours.currency && expected == Some(claim.amount))
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one delivery's parts, passed straight through"
-)]
 async fn apply(
     state: &AppState,
-    provider: &str,
-    event_id: &str,
-    raw: String,
-    target: Target,
-    outcomes: Vec<Outcome>,
-    forced: Option<Delivery>,
-    claimed: Option<Claim>,
+    incoming: Incoming<'_>,
 ) -> Result<(Delivery, Option<Uuid>), AppError> {
+    let Incoming {
+        provider,
+        event_id,
+        raw,
+        target,
+        outcomes,
+        forced,
+        claimed,
+    } = incoming;
     let now = state.clock.now();
     let txn = db::begin_write(&state.db).await?;
     let inbox = webhook_event::ActiveModel {
