@@ -11,6 +11,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY migration migration
 COPY playground playground
+COPY templates templates
 COPY src src
 RUN cargo build --release --locked --bin spanglish
 
