@@ -17,5 +17,6 @@ mod media;
 mod operations;
 mod payments;
 mod rate_limits;
+mod replicas;
 mod tickets;
 mod walkthrough;

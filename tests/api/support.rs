@@ -312,6 +312,11 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub async fn start(app: &TestApp) -> Self {
+        Self::start_with(app, &[]).await
+    }
+
+    /// Like `start`, with more settings for the process's environment.
+    pub async fn start_with(app: &TestApp, settings: &[(&str, String)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -328,6 +333,7 @@ impl ServerProcess {
             .env("PORT", port.to_string())
             .env("DATA_DIR", std::env::temp_dir())
             .env("RUST_LOG", "warn")
+            .envs(settings.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
