@@ -389,6 +389,13 @@ pub async fn apply_outcome(
     }
     model.updated_at = Set(now);
     let updated = model.update(txn).await?;
+    if updated.status != current.status {
+        let labels = [
+            ("provider", updated.provider.as_str()),
+            ("status", updated.status.as_str()),
+        ];
+        metrics::counter!("payments_total", &labels).increment(1);
+    }
     match outcome_kind {
         Some(Kind::Paid) => notices::payment_received(txn, &updated, now).await?,
         Some(Kind::Refunded)
