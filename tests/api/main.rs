@@ -18,5 +18,6 @@ mod operations;
 mod payments;
 mod rate_limits;
 mod replicas;
+mod schema_compat;
 mod tickets;
 mod walkthrough;
