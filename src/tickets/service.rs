@@ -525,8 +525,9 @@ pub async fn undo_check_in(
     Ok(updated)
 }
 
-/// Cancels an event and every ticket still active for it. (Refunds and
-/// notices hook in here as the payment and email modules arrive.)
+/// Cancels an event and every ticket still active for it, and queues a
+/// notice to each holder. Refunds follow the commit (see
+/// `payments::reconcile::refund_tickets_that_did_not_stand`).
 pub async fn cancel_event(
     state: &AppState,
     caller: CurrentUser,

@@ -142,6 +142,14 @@ async fn initiate(app: &TestApp, member: &Member, ticket: &str, provider: &str) 
     .await
 }
 
+/// Starts a payment for `ticket` and returns the payment's id.
+async fn start_payment(app: &TestApp, member: &Member, ticket: &str, provider: &str) -> String {
+    let started = initiate(app, member, ticket, provider).await;
+    let id = started["data"]["initiatePayment"]["payment"]["id"].as_str();
+    id.unwrap_or_else(|| panic!("initiatePayment failed: {started}"))
+        .to_string()
+}
+
 async fn stripe_event(app: &TestApp, event: &Value) -> reqwest::StatusCode {
     let body = serde_json::to_vec(event).unwrap();
     let signature = sign_stripe(STRIPE_SECRET, app.clock.now().timestamp(), &body);
@@ -251,7 +259,7 @@ async fn the_same_delivery_twice_and_three_times_at_once_applies_once(backend: B
     let providers = providers().await;
     let app = spawn(backend, &providers).await;
     let (member, _, ticket) = pending_ticket(&app, 10, "50000", "PYG").await;
-    let payment_id = initiate(&app, &member, &ticket, "STRIPE").await["data"]["initiatePayment"]["payment"]["id"].as_str().unwrap().to_string();
+    let payment_id = start_payment(&app, &member, &ticket, "STRIPE").await;
     let event = completed("evt_dup", &payment_id);
 
     assert_eq!(stripe_event(&app, &event).await, 200);
@@ -287,7 +295,7 @@ async fn the_same_delivery_twice_and_three_times_at_once_applies_once(backend: B
 
     // A concurrent burst of a fresh delivery also applies once.
     let (member, _, ticket) = pending_ticket(&app, 10, "50000", "PYG").await;
-    let payment_id = initiate(&app, &member, &ticket, "STRIPE").await["data"]["initiatePayment"]["payment"]["id"].as_str().unwrap().to_string();
+    let payment_id = start_payment(&app, &member, &ticket, "STRIPE").await;
     let event = completed("evt_burst", &payment_id);
     let (a, b, c) = tokio::join!(
         stripe_event(&app, &event),
@@ -305,7 +313,7 @@ async fn bad_signatures_altered_bodies_and_stale_timestamps_change_nothing(backe
     let providers = providers().await;
     let app = spawn(backend, &providers).await;
     let (member, _, ticket) = pending_ticket(&app, 10, "50000", "PYG").await;
-    let payment_id = initiate(&app, &member, &ticket, "STRIPE").await["data"]["initiatePayment"]["payment"]["id"].as_str().unwrap().to_string();
+    let payment_id = start_payment(&app, &member, &ticket, "STRIPE").await;
     let body = serde_json::to_vec(&completed("evt_x", &payment_id)).unwrap();
     let now = app.clock.now().timestamp();
 
@@ -360,7 +368,7 @@ async fn events_out_of_order_still_end_in_the_right_state(backend: Backend) {
     let providers = providers().await;
     let app = spawn(backend, &providers).await;
     let (member, _, ticket) = pending_ticket(&app, 10, "50000", "PYG").await;
-    let payment_id = initiate(&app, &member, &ticket, "STRIPE").await["data"]["initiatePayment"]["payment"]["id"].as_str().unwrap().to_string();
+    let payment_id = start_payment(&app, &member, &ticket, "STRIPE").await;
 
     // The refund is delivered before the success it refunds.
     let refunded = json!({ "id": "evt_refund", "type": "charge.refunded", "data": { "object": {
@@ -377,7 +385,7 @@ async fn events_out_of_order_still_end_in_the_right_state(backend: Backend) {
 
     // A late failure after success changes nothing.
     let (member, _, ticket) = pending_ticket(&app, 10, "50000", "PYG").await;
-    let payment_id = initiate(&app, &member, &ticket, "STRIPE").await["data"]["initiatePayment"]["payment"]["id"].as_str().unwrap().to_string();
+    let payment_id = start_payment(&app, &member, &ticket, "STRIPE").await;
     assert_eq!(
         stripe_event(&app, &completed("evt_ok", &payment_id)).await,
         200
@@ -400,7 +408,7 @@ async fn a_late_success_confirms_if_a_seat_is_free_and_is_refunded_otherwise(bac
 
     // With a seat still free: confirmed.
     let (member, _, ticket) = pending_ticket(&app, 2, "50000", "PYG").await;
-    let payment_id = initiate(&app, &member, &ticket, "STRIPE").await["data"]["initiatePayment"]["payment"]["id"].as_str().unwrap().to_string();
+    let payment_id = start_payment(&app, &member, &ticket, "STRIPE").await;
     app.clock.advance(Duration::seconds(901));
     assert_eq!(
         ticket_state(&app, &member, &ticket).await["status"],
@@ -417,7 +425,7 @@ async fn a_late_success_confirms_if_a_seat_is_free_and_is_refunded_otherwise(bac
 
     // With the seat taken by someone else meanwhile: refunded.
     let (member, event, ticket) = pending_ticket(&app, 1, "50000", "PYG").await;
-    let payment_id = initiate(&app, &member, &ticket, "STRIPE").await["data"]["initiatePayment"]["payment"]["id"].as_str().unwrap().to_string();
+    let payment_id = start_payment(&app, &member, &ticket, "STRIPE").await;
     app.clock.advance(Duration::seconds(901));
     let other = app.members(1).await.pop().unwrap();
     let taken = app
@@ -572,7 +580,7 @@ async fn stripe_refunds_go_through_the_provider_with_an_idempotency_key(backend:
     let app = spawn(backend, &providers).await;
     let admin = app.user_with_role(Role::Admin).await;
     let (member, _, ticket) = pending_ticket(&app, 10, "50000", "PYG").await;
-    let payment_id = initiate(&app, &member, &ticket, "STRIPE").await["data"]["initiatePayment"]["payment"]["id"].as_str().unwrap().to_string();
+    let payment_id = start_payment(&app, &member, &ticket, "STRIPE").await;
     stripe_event(&app, &completed("evt_p", &payment_id)).await;
 
     let refund = "mutation($id: ID!) { refundPayment(id: $id) { status } }";
@@ -744,7 +752,7 @@ async fn cancelling_an_event_refunds_card_payments_and_flags_cash(backend: Backe
     let app = spawn(backend, &providers).await;
     let organizer = app.user_with_role(Role::Organizer).await;
     let (card_member, event, card_ticket) = pending_ticket(&app, 10, "50000", "PYG").await;
-    let card = initiate(&app, &card_member, &card_ticket, "STRIPE").await["data"]["initiatePayment"]["payment"]["id"].as_str().unwrap().to_string();
+    let card = start_payment(&app, &card_member, &card_ticket, "STRIPE").await;
     stripe_event(&app, &completed("evt_card", &card)).await;
 
     let cash_member = app.members(1).await.pop().unwrap();
@@ -759,7 +767,7 @@ async fn cancelling_an_event_refunds_card_payments_and_flags_cash(backend: Backe
         .as_str()
         .unwrap()
         .to_string();
-    let cash = initiate(&app, &cash_member, &cash_ticket, "MANUAL").await["data"]["initiatePayment"]["payment"]["id"].as_str().unwrap().to_string();
+    let cash = start_payment(&app, &cash_member, &cash_ticket, "MANUAL").await;
     app.gql(
         Some(&organizer.token),
         "mutation($id: ID!) { confirmManualPayment(id: $id) { status } }",
@@ -803,7 +811,7 @@ async fn reconcile_settles_payments_whose_webhook_never_came(backend: Backend) {
     let (member, _, ticket) = pending_ticket(&app, 10, "50000", "PYG").await;
     initiate(&app, &member, &ticket, "STRIPE").await;
     let (mp_member, _, mp_ticket) = pending_ticket(&app, 10, "50000", "PYG").await;
-    let mp_payment = initiate(&app, &mp_member, &mp_ticket, "MERCADOPAGO").await["data"]["initiatePayment"]["payment"]["id"].as_str().unwrap().to_string();
+    let mp_payment = start_payment(&app, &mp_member, &mp_ticket, "MERCADOPAGO").await;
 
     let mut paid = checkout_session("cs_test_1");
     paid["payment_status"] = json!("paid");
@@ -895,7 +903,7 @@ async fn a_success_for_another_amount_or_a_second_payment_is_not_kept(backend: B
 
     // Stripe says another amount was paid: nothing changes.
     let (member, _, ticket) = pending_ticket(&app, 10, "50000", "PYG").await;
-    let payment_id = initiate(&app, &member, &ticket, "STRIPE").await["data"]["initiatePayment"]["payment"]["id"].as_str().unwrap().to_string();
+    let payment_id = start_payment(&app, &member, &ticket, "STRIPE").await;
     let mut cheap = completed("evt_cheap", &payment_id);
     cheap["data"]["object"]["amount_total"] = json!(1);
     cheap["data"]["object"]["currency"] = json!("jpy");
@@ -907,7 +915,7 @@ async fn a_success_for_another_amount_or_a_second_payment_is_not_kept(backend: B
 
     // Two checkouts for one ticket both paid: the second payment goes back.
     let first = payment_id;
-    let second = initiate(&app, &member, &ticket, "STRIPE").await["data"]["initiatePayment"]["payment"]["id"].as_str().unwrap().to_string();
+    let second = start_payment(&app, &member, &ticket, "STRIPE").await;
     assert_eq!(
         stripe_event(&app, &completed("evt_second", &second)).await,
         200
