@@ -10,6 +10,7 @@ mod support;
 
 mod accounts;
 mod audit;
+mod browser;
 mod email;
 mod events;
 mod graphql_surface;
