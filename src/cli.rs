@@ -72,7 +72,8 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
     }
 
     let config = Config::load(&cli.config_dir)?;
-    telemetry::init(&config);
+    // Lives until the command ends, so errors of the last moments are sent.
+    let _telemetry = telemetry::init(&config);
 
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => App::build(config).await?.serve().await,

@@ -99,6 +99,8 @@ pub struct Config {
     pub email_api_base: Option<String>,
     pub rust_log: String,
     pub log_format: Option<LogFormat>,
+    /// Where errors and panics are reported; unset, nothing is sent.
+    pub sentry_dsn: Option<Secret>,
     /// `None` means "on in development only".
     pub graphql_introspection: Option<bool>,
     pub graphql_playground: Option<bool>,
@@ -154,6 +156,7 @@ impl Default for Config {
             email_api_base: None,
             rust_log: "info".into(),
             log_format: None,
+            sentry_dsn: None,
             graphql_introspection: None,
             graphql_playground: None,
             graphql_max_depth: 12,
@@ -206,6 +209,7 @@ const ENV_KEYS: &[&str] = &[
     "EMAIL_API_BASE",
     "RUST_LOG",
     "LOG_FORMAT",
+    "SENTRY_DSN",
     "GRAPHQL_INTROSPECTION",
     "GRAPHQL_PLAYGROUND",
     "GRAPHQL_MAX_DEPTH",
@@ -333,6 +337,15 @@ impl Config {
             return Err(invalid(
                 "RATE_LIMIT_AUTH_PER_IP",
                 "and RATE_LIMIT_LOGIN_PER_EMAIL must be at least 1",
+            ));
+        }
+        // The message never repeats the DSN: it holds the project's key.
+        if let Some(dsn) = &self.sentry_dsn
+            && dsn.expose().parse::<sentry::types::Dsn>().is_err()
+        {
+            return Err(invalid(
+                "SENTRY_DSN",
+                "is not a Sentry DSN (https://<key>@<host>/<project>)",
             ));
         }
         if self.graphql_max_root_fields == 0 || self.graphql_max_batch == 0 {
@@ -479,6 +492,27 @@ mod tests {
     fn secrets_never_print() {
         let config = production();
         assert!(!format!("{config:?}").contains("xxxxxxxx"));
+    }
+
+    #[test]
+    fn a_malformed_sentry_dsn_is_refused_without_being_repeated() {
+        let config = Config {
+            sentry_dsn: Some(Secret::new("not-a-dsn-s3cr3tkey")),
+            ..Config::default()
+        };
+        let message = config
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(message.contains("SENTRY_DSN"), "{message}");
+        assert!(!message.contains("s3cr3tkey"), "{message}");
+
+        let config = Config {
+            sentry_dsn: Some(Secret::new("https://0123abcd@sentry.example.org/42")),
+            ..Config::default()
+        };
+        assert!(config.validate().is_ok());
     }
 
     #[test]

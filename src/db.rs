@@ -6,8 +6,9 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseConnectionType,
+    DatabaseTransaction, DbBackend, DbErr, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
 };
 
 pub type Db = DatabaseConnection;
@@ -70,6 +71,40 @@ pub async fn begin_write(db: &Db) -> Result<DatabaseTransaction, DbErr> {
 
 pub async fn ping(db: &Db) -> bool {
     db.execute_unprepared("SELECT 1").await.is_ok()
+}
+
+/// How the pool's connections are used right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUse {
+    pub idle: u32,
+    pub in_use: u32,
+    pub max: u32,
+}
+
+/// A snapshot of the pool, read without taking a connection. `None` for a
+/// connection that is not a pool (never the case in this service).
+pub fn pool_use(db: &Db) -> Option<PoolUse> {
+    match &db.inner {
+        DatabaseConnectionType::SqlxPostgresPoolConnection(_) => {
+            Some(snapshot(db.get_postgres_connection_pool()))
+        }
+        DatabaseConnectionType::SqlxSqlitePoolConnection(_) => {
+            Some(snapshot(db.get_sqlite_connection_pool()))
+        }
+        _ => None,
+    }
+}
+
+fn snapshot<D: sea_orm::sqlx::Database>(pool: &sea_orm::sqlx::Pool<D>) -> PoolUse {
+    // Size and idle count are read one after the other; a connection taken
+    // in between must not make `in_use` wrap around.
+    let size = pool.size();
+    let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX).min(size);
+    PoolUse {
+        idle,
+        in_use: size - idle,
+        max: pool.options().get_max_connections(),
+    }
 }
 
 pub fn is_postgres(db: &impl ConnectionTrait) -> bool {

@@ -3,6 +3,7 @@
 
 pub mod limits;
 pub mod loaders;
+pub mod metrics;
 pub mod pagination;
 pub mod scalars;
 
@@ -46,9 +47,12 @@ pub fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
 }
 
 /// The schema as served, with the configured limits. Depth and complexity
-/// are computed over the executed selection, fragments included.
+/// are computed over the executed selection, fragments included. The
+/// metrics extension comes first so that it wraps the others: it times and
+/// counts an operation however another extension ends it.
 pub fn build(config: &Config) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
     let mut schema = builder()
+        .extension(metrics::OperationMetrics::new())
         .limit_depth(config.graphql_max_depth)
         .limit_complexity(config.graphql_max_complexity)
         .limit_recursive_depth(32)

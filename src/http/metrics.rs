@@ -4,11 +4,14 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::app::AppState;
+use crate::db;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -39,9 +42,21 @@ pub fn init() {
     let _ = handle();
 }
 
-pub async fn render() -> Response {
+pub async fn render(State(state): State<AppState>) -> Response {
+    record_pool_use(&state.db);
     let body = handle().map(PrometheusHandle::render).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// Gauges read at scrape time: a pool's use changes far more often than
+/// anyone scrapes, and reading it costs nothing.
+fn record_pool_use(db: &db::Db) {
+    let Some(pool) = db::pool_use(db) else {
+        return;
+    };
+    metrics::gauge!("db_pool_connections", "state" => "idle").set(pool.idle);
+    metrics::gauge!("db_pool_connections", "state" => "in_use").set(pool.in_use);
+    metrics::gauge!("db_pool_max_connections").set(pool.max);
 }
 
 /// Counts each request and times it, labelled by route pattern (never the raw

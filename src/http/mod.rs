@@ -123,7 +123,9 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::respo
         .map(String::as_str)
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("unknown panic");
-    tracing::error!(panic = detail, "a request panicked");
+    // Sentry already has this panic, with its backtrace, from the panic
+    // hook; this target keeps the log line from reporting it twice.
+    tracing::error!(target: crate::telemetry::PANIC_TARGET, panic = detail, "a request panicked");
     let body = serde_json::json!({
         "errors": [{ "message": "Internal server error", "extensions": { "code": "INTERNAL_SERVER_ERROR" } }]
     });

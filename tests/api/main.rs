@@ -15,6 +15,7 @@ mod email;
 mod events;
 mod graphql_surface;
 mod media;
+mod observability;
 mod operations;
 mod payments;
 mod rate_limits;

@@ -308,6 +308,7 @@ pub fn error_field(answer: &Value) -> &str {
 pub struct ServerProcess {
     pub base: String,
     child: std::process::Child,
+    log: Option<tempfile::NamedTempFile>,
 }
 
 impl ServerProcess {
@@ -317,11 +318,35 @@ impl ServerProcess {
 
     /// Like `start`, with more settings for the process's environment.
     pub async fn start_with(app: &TestApp, settings: &[(&str, String)]) -> Self {
+        Self::launch(app, settings, None).await
+    }
+
+    /// Like `start_with`, keeping what the process prints (its logs) for
+    /// `output`.
+    pub async fn start_capturing(app: &TestApp, settings: &[(&str, String)]) -> Self {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        Self::launch(app, settings, Some(log)).await
+    }
+
+    async fn launch(
+        app: &TestApp,
+        settings: &[(&str, String)],
+        log: Option<tempfile::NamedTempFile>,
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
+        let (stdout, stderr) = match &log {
+            // One open file for both streams, so they share one offset.
+            Some(file) => {
+                let out = file.reopen().unwrap();
+                let err = out.try_clone().unwrap();
+                (out.into(), err.into())
+            }
+            None => (std::process::Stdio::null(), std::process::Stdio::inherit()),
+        };
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_spanglish"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("DATABASE_URL", &app.db.url)
@@ -334,13 +359,15 @@ impl ServerProcess {
             .env("DATA_DIR", std::env::temp_dir())
             .env("RUST_LOG", "warn")
             .envs(settings.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(std::process::Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .unwrap();
         // Owned at once, so that Drop stops it even when the wait below fails.
         let server = Self {
             base: format!("http://127.0.0.1:{port}"),
             child,
+            log,
         };
         for _ in 0..100 {
             if let Ok(response) = app
@@ -355,6 +382,14 @@ impl ServerProcess {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         panic!("the server process did not become ready");
+    }
+
+    /// Everything the process printed so far (with `start_capturing`).
+    pub fn output(&self) -> String {
+        self.log
+            .as_ref()
+            .map(|file| std::fs::read_to_string(file.path()).unwrap())
+            .unwrap_or_default()
     }
 }
 
