@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_graphql::Context;
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
 use chrono::{DateTime, Utc};
@@ -17,6 +17,7 @@ use crate::db::Db;
 use crate::error::AppError;
 use crate::events::entity as event;
 use crate::media::entity as media;
+use crate::payments::entity::payment;
 use crate::tickets::entity as ticket;
 use crate::tickets::service::holding_seat;
 
@@ -107,6 +108,40 @@ impl Loader<Uuid> for SeatsLoader {
     }
 }
 
+/// The latest payment of each ticket (by creation time, then id, as
+/// `payments::service::latest_for_ticket` orders them), or none: one query
+/// for a whole page of tickets.
+pub struct LatestPaymentLoader {
+    db: Db,
+}
+
+impl Loader<Uuid> for LatestPaymentLoader {
+    type Value = Option<payment::Model>;
+    type Error = Arc<sea_orm::DbErr>;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        // A ticket has few payments (one per attempt), so reading them all
+        // and keeping the first of each is cheaper than a per-ticket limit.
+        let rows = payment::Entity::find()
+            .filter(payment::Column::TicketId.is_in(keys.iter().copied()))
+            .order_by_desc(payment::Column::CreatedAt)
+            .order_by_desc(payment::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(Arc::new)?;
+        let mut latest: HashMap<Uuid, Self::Value> = keys.iter().map(|k| (*k, None)).collect();
+        for row in rows {
+            let slot = latest.entry(row.ticket_id).or_default();
+            if slot.is_none() {
+                *slot = Some(row);
+            }
+        }
+        // Tickets without a payment keep their `None`, so that they are
+        // cached too and never queried again in this request.
+        Ok(latest)
+    }
+}
+
 /// The loaders of one request. Their caches live as long as the request, so
 /// nobody sees another request's data.
 pub struct Loaders {
@@ -114,6 +149,7 @@ pub struct Loaders {
     pub events: DataLoader<EventLoader, HashMapCache>,
     pub seats: DataLoader<SeatsLoader, HashMapCache>,
     pub media: DataLoader<MediaLoader, HashMapCache>,
+    pub payments: DataLoader<LatestPaymentLoader, HashMapCache>,
 }
 
 impl Loaders {
@@ -139,6 +175,11 @@ impl Loaders {
             ),
             media: DataLoader::with_cache(
                 MediaLoader { db: db.clone() },
+                tokio::spawn,
+                HashMapCache::default(),
+            ),
+            payments: DataLoader::with_cache(
+                LatestPaymentLoader { db: db.clone() },
                 tokio::spawn,
                 HashMapCache::default(),
             ),
@@ -177,6 +218,19 @@ pub async fn seats_in_use(ctx: &Context<'_>, event_id: Uuid) -> Result<i64, AppE
         .unwrap_or(0))
 }
 
+/// The latest payment of a ticket, whoever may see it: callers check.
+pub async fn latest_payment(
+    ctx: &Context<'_>,
+    ticket_id: Uuid,
+) -> Result<Option<payment::Model>, AppError> {
+    Ok(loaders(ctx)?
+        .payments
+        .load_one(ticket_id)
+        .await
+        .map_err(load_error)?
+        .flatten())
+}
+
 pub async fn users(ctx: &Context<'_>, ids: impl Iterator<Item = Uuid>) -> Result<(), AppError> {
     loaders(ctx)?
         .users
@@ -211,6 +265,18 @@ pub async fn media_many(
     loaders(ctx)?
         .media
         .load_many(ids)
+        .await
+        .map_err(load_error)?;
+    Ok(())
+}
+
+pub async fn latest_payments(
+    ctx: &Context<'_>,
+    ticket_ids: impl Iterator<Item = Uuid>,
+) -> Result<(), AppError> {
+    loaders(ctx)?
+        .payments
+        .load_many(ticket_ids)
         .await
         .map_err(load_error)?;
     Ok(())

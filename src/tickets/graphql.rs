@@ -65,12 +65,10 @@ impl TicketObject {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Option<crate::payments::graphql::PaymentObject>> {
-        let viewer = viewer(ctx);
-        if !(viewer.is(self.0.user_id) || viewer.has_role(Role::Staff)) {
+        if !may_see_payment(ctx, &self.0) {
             return Ok(None);
         }
-        let state = ctx.data_unchecked::<AppState>();
-        let latest = crate::payments::service::latest_for_ticket(&state.db, self.0.id).await?;
+        let latest = loaders::latest_payment(ctx, self.0.id).await?;
         Ok(latest.map(crate::payments::graphql::PaymentObject))
     }
 
@@ -83,13 +81,23 @@ impl TicketObject {
     }
 }
 
-/// Loads the users, events and seat counts that a page of tickets will ask
-/// for, in one batch each, before the nodes resolve one by one. Left to the
-/// nodes alone, the batches would depend on timing.
+/// A ticket's payment is its owner's and STAFF+'s to see.
+fn may_see_payment(ctx: &Context<'_>, ticket: &ticket::Model) -> bool {
+    let viewer = viewer(ctx);
+    viewer.is(ticket.user_id) || viewer.has_role(Role::Staff)
+}
+
+/// Loads the users, events, seat counts and payments that a page of tickets
+/// will ask for, in one batch each, before the nodes resolve one by one.
+/// Left to the nodes alone, the batches would depend on timing.
 pub async fn prefetch(ctx: &Context<'_>, tickets: &[ticket::Model]) -> Result<(), AppError> {
     let node = ctx.look_ahead().field("edges").field("node");
     if node.field("user").exists() {
         loaders::users(ctx, tickets.iter().map(|t| t.user_id)).await?;
+    }
+    if node.field("payment").exists() {
+        let visible = tickets.iter().filter(|t| may_see_payment(ctx, t));
+        loaders::latest_payments(ctx, visible.map(|t| t.id)).await?;
     }
     let event = node.field("event");
     if event.exists() {

@@ -429,17 +429,73 @@ async fn a_scanner_verifies_codes_offline_with_the_public_key(backend: Backend) 
     assert_eq!(event_id.to_string(), event);
 }
 
-async fn listing_fifty_tickets_with_events_and_users_costs_the_same_queries_as_five(
+/// Pays for every third ticket with a MANUAL payment; every sixth is paid
+/// twice (the first attempt is then CANCELLED), and the ticket at index 3 is
+/// confirmed as paid. Returns the expected latest payment status per ticket.
+async fn pay_for_some(
+    app: &TestApp,
+    organizer: &Member,
+    members: &[Member],
+    tickets: &[String],
+) -> Vec<Option<&'static str>> {
+    let initiate =
+        "mutation($t: ID!) { initiatePayment(ticketId: $t, provider: MANUAL) { payment { id } } }";
+    let confirm = "mutation($id: ID!) { confirmManualPayment(id: $id) { status } }";
+    let mut expected = Vec::new();
+    for (i, (member, ticket)) in members.iter().zip(tickets).enumerate() {
+        if i % 3 != 0 {
+            expected.push(None);
+            continue;
+        }
+        let attempts = if i % 6 == 0 { 2 } else { 1 };
+        let mut payment = String::new();
+        for _ in 0..attempts {
+            let started = app
+                .gql(Some(&member.token), initiate, json!({ "t": ticket }))
+                .await;
+            payment = started["data"]["initiatePayment"]["payment"]["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{started}"))
+                .to_string();
+            // The second attempt is later than the first, not just a later id.
+            app.clock.advance(Duration::seconds(1));
+        }
+        if i == 3 {
+            let confirmed = app
+                .gql(Some(&organizer.token), confirm, json!({ "id": payment }))
+                .await;
+            assert_eq!(
+                confirmed["data"]["confirmManualPayment"]["status"], "SUCCEEDED",
+                "{confirmed}"
+            );
+            expected.push(Some("SUCCEEDED"));
+        } else {
+            expected.push(Some("PENDING"));
+        }
+    }
+    expected
+}
+
+async fn listing_fifty_tickets_with_events_users_and_payments_costs_the_same_queries_as_five(
     backend: Backend,
 ) {
     let app = TestApp::spawn(backend).await;
     let organizer = app.user_with_role(Role::Organizer).await;
-    let event = published_event(&app, &organizer, 60, None).await;
-    for member in app.members(50).await.iter() {
-        book(&app, member, &event).await;
+    let event = published_event(&app, &organizer, 60, Some("50000")).await;
+    let members = app.members(50).await;
+    let mut tickets = Vec::new();
+    for member in &members {
+        let booked = book(&app, member, &event).await;
+        tickets.push(
+            booked["data"]["bookTicket"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
+    let expected = pay_for_some(&app, &organizer, &members, &tickets).await;
 
-    let attendees = "query($id: ID!, $n: Int) { event(id: $id) { tickets(first: $n) { edges { node { status user { name email } event { title ticketsRemaining } } } } } }";
+    let attendees = "query($id: ID!, $n: Int) { event(id: $id) { tickets(first: $n) { edges { node { id status user { name email } event { title ticketsRemaining } payment { status amount { amount } } } } } } }";
     let mut counts = Vec::new();
     for n in [5, 50] {
         let before = app.state.statements.load(Ordering::SeqCst);
@@ -450,13 +506,21 @@ async fn listing_fifty_tickets_with_events_and_users_costs_the_same_queries_as_f
                 json!({ "id": event, "n": n }),
             )
             .await;
+        counts.push(app.state.statements.load(Ordering::SeqCst) - before);
         assert!(answer["errors"].is_null(), "{answer}");
         let edges = answer["data"]["event"]["tickets"]["edges"]
             .as_array()
             .unwrap();
         assert_eq!(edges.len(), n);
         assert_eq!(edges[0]["node"]["event"]["ticketsRemaining"], 10);
-        counts.push(app.state.statements.load(Ordering::SeqCst) - before);
+        for (edge, (ticket, status)) in edges.iter().zip(tickets.iter().zip(&expected)) {
+            assert_eq!(edge["node"]["id"], ticket.as_str());
+            assert_eq!(
+                edge["node"]["payment"]["status"].as_str(),
+                *status,
+                "{edge}"
+            );
+        }
     }
     assert_eq!(
         counts[0], counts[1],
@@ -644,7 +708,7 @@ on_both_databases!(
     a_code_of_a_ticket_that_is_not_confirmed_is_a_conflict,
     members_cannot_see_each_others_tickets,
     a_scanner_verifies_codes_offline_with_the_public_key,
-    listing_fifty_tickets_with_events_and_users_costs_the_same_queries_as_five,
+    listing_fifty_tickets_with_events_users_and_payments_costs_the_same_queries_as_five,
     cancelling_an_event_cancels_its_tickets_and_deleting_it_is_refused,
     organizers_correct_tickets_within_capacity_and_on_the_record,
 );
