@@ -109,6 +109,9 @@ pub struct Config {
     pub graphql_max_root_fields: usize,
     pub graphql_max_batch: usize,
     pub graphql_max_query_bytes: usize,
+    /// Seconds a CDN may keep an anonymous GET query's answer; 0 turns
+    /// public caching off.
+    pub graphql_cache_max_age: u64,
     pub request_body_limit_bytes: usize,
     pub request_timeout_seconds: u64,
     pub shutdown_timeout_seconds: u64,
@@ -164,6 +167,7 @@ impl Default for Config {
             graphql_max_root_fields: 50,
             graphql_max_batch: 10,
             graphql_max_query_bytes: 32 * 1024,
+            graphql_cache_max_age: 30,
             request_body_limit_bytes: 1024 * 1024,
             request_timeout_seconds: 30,
             shutdown_timeout_seconds: 30,
@@ -217,6 +221,7 @@ const ENV_KEYS: &[&str] = &[
     "GRAPHQL_MAX_ROOT_FIELDS",
     "GRAPHQL_MAX_BATCH",
     "GRAPHQL_MAX_QUERY_BYTES",
+    "GRAPHQL_CACHE_MAX_AGE",
     "REQUEST_BODY_LIMIT_BYTES",
     "REQUEST_TIMEOUT_SECONDS",
     "SHUTDOWN_TIMEOUT_SECONDS",

@@ -1,16 +1,21 @@
 //! The GraphQL endpoint: who is calling, per-request loaders, batch limits,
-//! and the error codes of the contract on every error.
+//! persisted queries, queries over GET, the caching headers, and the error
+//! codes of the contract on every error.
 
+use async_graphql::parser::types::OperationType;
 use async_graphql::{
     BatchRequest, BatchResponse, ParseRequestError, Request, Response, ServerError,
 };
-use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
+use async_graphql_axum::GraphQLBatchRequest;
 use axum::Extension;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
+use serde::Deserialize;
 
-use crate::accounts::auth::ClientIp;
+use super::caching::{self, Policy};
+use super::persisted::{PersistedQueries, Refused};
+use crate::accounts::auth::{ClientIp, Viewer};
 use crate::accounts::service::resolve_viewer;
 use crate::app::AppState;
 use crate::error::AppError;
@@ -18,40 +23,237 @@ use crate::graphql::AppSchema;
 use crate::graphql::loaders::Loaders;
 use crate::playground;
 
+/// What every operation of one HTTP request shares.
+struct Call<'a> {
+    state: &'a AppState,
+    schema: &'a AppSchema,
+    persisted: &'a PersistedQueries,
+    ip: ClientIp,
+    method: Method,
+    headers: &'a HeaderMap,
+}
+
 pub async fn post(
     State(state): State<AppState>,
     Extension(schema): Extension<AppSchema>,
+    Extension(persisted): Extension<PersistedQueries>,
     Extension(ip): Extension<ClientIp>,
     headers: HeaderMap,
     request: GraphQLBatchRequest<BodyRejection>,
-) -> GraphQLResponse {
-    let batch = request.into_inner();
-    if let Err((message, code)) = admit(&state, &batch) {
-        return GraphQLResponse::from(refusal(message, code));
+) -> HttpResponse {
+    let call = Call {
+        state: &state,
+        schema: &schema,
+        persisted: &persisted,
+        ip,
+        method: Method::POST,
+        headers: &headers,
+    };
+    call.execute(request.into_inner()).await
+}
+
+/// The GraphQL-over-HTTP parameters of a GET: `variables` and `extensions`
+/// are JSON in the query string.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GetParams {
+    query: Option<String>,
+    operation_name: Option<String>,
+    variables: Option<String>,
+    extensions: Option<String>,
+}
+
+/// `GET /graphql?query=…` runs a query (never a mutation), so that a CDN can
+/// cache public reads; without a query it opens the playground in a browser,
+/// where the playground is enabled.
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(schema): Extension<AppSchema>,
+    Extension(persisted): Extension<PersistedQueries>,
+    Extension(ip): Extension<ClientIp>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> HttpResponse {
+    let Ok(Query(params)) = Query::<GetParams>::try_from_uri(&uri) else {
+        return bad_request("the query string is not a GraphQL request");
+    };
+    if params.query.is_none() && params.extensions.is_none() {
+        return without_query(&state, &headers);
+    }
+    let request = match params.into_request() {
+        Ok(request) => request,
+        Err(message) => return bad_request(&message),
+    };
+
+    let call = Call {
+        state: &state,
+        schema: &schema,
+        persisted: &persisted,
+        ip,
+        method: Method::GET,
+        headers: &headers,
+    };
+    call.execute(BatchRequest::Single(request)).await
+}
+
+impl GetParams {
+    fn into_request(self) -> Result<Request, String> {
+        let variables = json_param(self.variables.as_deref(), "variables")?;
+        let extensions = json_param(self.extensions.as_deref(), "extensions")?;
+        let mut request = Request::new(self.query.unwrap_or_default())
+            .variables(async_graphql::Variables::from_json(variables));
+        request.operation_name = self.operation_name.filter(|name| !name.is_empty());
+        if let serde_json::Value::Object(map) = extensions {
+            for (key, value) in map {
+                let value = async_graphql::Value::from_json(value)
+                    .map_err(|_| "extensions is not valid JSON".to_string())?;
+                request.extensions.insert(key, value);
+            }
+        }
+        Ok(request)
+    }
+}
+
+fn json_param(raw: Option<&str>, name: &str) -> Result<serde_json::Value, String> {
+    match raw {
+        None | Some("") => Ok(serde_json::Value::Null),
+        Some(text) => match serde_json::from_str(text) {
+            Ok(value @ (serde_json::Value::Object(_) | serde_json::Value::Null)) => Ok(value),
+            _ => Err(format!("{name} must be a JSON object")),
+        },
+    }
+}
+
+/// A GET without a query: the playground for a browser, as before queries
+/// over GET existed; otherwise a request error.
+fn without_query(state: &AppState, headers: &HeaderMap) -> HttpResponse {
+    if state.config.playground_enabled() && accepts_html(headers) {
+        return playground::page("/graphql");
+    }
+    bad_request("send a query: GET /graphql?query=…, or POST it as JSON")
+}
+
+/// Browsers ask for `text/html`; a client that names no type, or any type,
+/// gets the page as it always did.
+fn accepts_html(headers: &HeaderMap) -> bool {
+    match headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(accept) => accept.contains("text/html") || accept.contains("*/*"),
+    }
+}
+
+impl Call<'_> {
+    async fn execute(&self, batch: BatchRequest) -> HttpResponse {
+        if let Err((message, code)) = admit(self.state, &batch) {
+            return self.answer(BatchResponse::Single(refusal(message, code)));
+        }
+
+        let viewer = resolve_viewer(self.state, self.headers).await;
+        let response = match batch {
+            BatchRequest::Single(request) => match self.run(viewer, request).await {
+                Ok(response) => BatchResponse::Single(response),
+                Err(refused) => return refused,
+            },
+            BatchRequest::Batch(requests) => {
+                // One after the other, as the engine runs a batch.
+                let mut responses = Vec::with_capacity(requests.len());
+                for request in requests {
+                    match self.run(viewer, request).await {
+                        Ok(response) => responses.push(response),
+                        Err(refused) => return refused,
+                    }
+                }
+                BatchResponse::Batch(responses)
+            }
+        };
+        self.answer(response)
     }
 
-    let viewer = resolve_viewer(&state, &headers).await;
-    let prepare = |request: Request| {
-        record_operation(&request);
-        request
-            .data(viewer)
-            .data(ip)
-            .data(Loaders::new(&state.db, state.clock.now()))
-    };
-    let batch = match batch {
-        BatchRequest::Single(request) => BatchRequest::Single(prepare(request)),
-        BatchRequest::Batch(requests) => {
-            BatchRequest::Batch(requests.into_iter().map(prepare).collect())
+    /// One operation: its persisted document looked up, refused over GET if
+    /// it would write, then run with the caller and fresh loaders.
+    async fn run(&self, viewer: Viewer, mut request: Request) -> Result<Response, HttpResponse> {
+        if let Err(refused) = self.persisted.resolve(&mut request) {
+            return Ok(persisted_refusal(refused));
         }
-    };
+        if self.method == Method::GET && writes(&mut request) {
+            return Err(mutation_over_get());
+        }
 
-    let response = match schema.execute_batch(batch).await {
-        BatchResponse::Single(response) => BatchResponse::Single(with_codes(response)),
-        BatchResponse::Batch(responses) => {
-            BatchResponse::Batch(responses.into_iter().map(with_codes).collect())
+        record_operation(&request);
+        let request = request
+            .data(viewer)
+            .data(self.ip)
+            .data(Loaders::new(&self.state.db, self.state.clock.now()));
+        Ok(with_codes(self.schema.execute(request).await))
+    }
+
+    /// The JSON answer with its caching headers: public only for a GET whose
+    /// every answer is free of errors (and, being a GET, a query).
+    fn answer(&self, response: BatchResponse) -> HttpResponse {
+        let succeeded = match &response {
+            BatchResponse::Single(one) => one.errors.is_empty(),
+            BatchResponse::Batch(all) => all.iter().all(|one| one.errors.is_empty()),
+        };
+        let policy = Policy::decide(
+            &self.method,
+            self.headers,
+            succeeded,
+            self.state.config.graphql_cache_max_age,
+        );
+        match serde_json::to_vec(&response) {
+            Ok(body) => caching::respond(policy, self.headers, StatusCode::OK, body),
+            Err(err) => {
+                tracing::error!(error = %err, "serializing a GraphQL response");
+                AppError::Internal(err.into()).into_response()
+            }
         }
+    }
+}
+
+/// Whether the operation the request would run is a mutation (or anything
+/// but a query). Every operation the request might select counts, so an
+/// ambiguous document cannot slip one through; one that does not parse is
+/// left to the engine, which reports it.
+fn writes(request: &mut Request) -> bool {
+    let name = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else {
+        return false;
     };
-    GraphQLResponse::from(response)
+    document
+        .operations
+        .iter()
+        .filter(|(op_name, _)| match (&name, op_name) {
+            (Some(wanted), Some(op_name)) => op_name.as_str() == wanted,
+            (Some(_), None) => false,
+            (None, _) => true,
+        })
+        .any(|(_, operation)| operation.node.ty != OperationType::Query)
+}
+
+/// GraphQL over HTTP: a GET must not run a mutation; 405 names the method
+/// that may.
+fn mutation_over_get() -> HttpResponse {
+    let body = serde_json::json!({
+        "errors": [{
+            "message": "a mutation must be sent with POST",
+            "extensions": { "code": "GRAPHQL_VALIDATION_FAILED" }
+        }]
+    });
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::ALLOW, "POST"), (header::CACHE_CONTROL, "no-store")],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+/// Apollo clients recognise a miss by this message and this code, and then
+/// send the document along with its hash.
+fn persisted_refusal(refused: Refused) -> Response {
+    match refused {
+        Refused::NotFound => refusal("PersistedQueryNotFound".into(), "PERSISTED_QUERY_NOT_FOUND"),
+        Refused::Invalid(message) => refusal(message.into(), "GRAPHQL_VALIDATION_FAILED"),
+    }
 }
 
 /// Checks what is cheap to check before any parsing: the batch size, the
@@ -115,33 +317,30 @@ impl IntoResponse for BodyRejection {
     fn into_response(self) -> HttpResponse {
         let too_large = self.0.to_string().contains("length limit exceeded")
             || matches!(&self.0, ParseRequestError::PayloadTooLarge);
-        let (status, message) = if too_large {
-            (
+        if too_large {
+            return request_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "the request body is too large",
-            )
-        } else {
-            (
-                StatusCode::BAD_REQUEST,
-                "the body is not a GraphQL request: send JSON with a \"query\"",
-            )
-        };
-        let body = serde_json::json!({
-            "errors": [{ "message": message, "extensions": { "code": "GRAPHQL_VALIDATION_FAILED" } }]
-        });
-        (status, axum::Json(body)).into_response()
+            );
+        }
+        bad_request("the body is not a GraphQL request: send JSON with a \"query\"")
     }
 }
 
-/// `GET /graphql` opens the playground in a browser, where it is enabled.
-pub async fn get(State(state): State<AppState>) -> HttpResponse {
-    if state.config.playground_enabled() {
-        return playground::page("/graphql");
-    }
+fn bad_request(message: &str) -> HttpResponse {
+    request_error(StatusCode::BAD_REQUEST, message)
+}
+
+/// A request that is not GraphQL at all still answers in GraphQL's shape,
+/// with a code, and is never cached.
+fn request_error(status: StatusCode, message: &str) -> HttpResponse {
+    let body = serde_json::json!({
+        "errors": [{ "message": message, "extensions": { "code": "GRAPHQL_VALIDATION_FAILED" } }]
+    });
     (
-        StatusCode::METHOD_NOT_ALLOWED,
-        [(header::ALLOW, "POST")],
-        "use POST for GraphQL",
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(body),
     )
         .into_response()
 }

@@ -2,10 +2,12 @@
 //! the layers every request passes through (request id, tracing, CORS, body
 //! limit, timeout, client address).
 
+mod caching;
 mod client_ip;
 mod graphql;
 mod health;
 mod metrics;
+mod persisted;
 
 use std::time::Duration;
 
@@ -65,6 +67,7 @@ pub fn router(state: AppState, schema: AppSchema) -> Router {
             post(media_rest::upload).layer(DefaultBodyLimit::max(upload_limit(&config))),
         )
         .layer(axum::Extension(schema))
+        .layer(axum::Extension(persisted::PersistedQueries::default()))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             client_ip::middleware,

@@ -11,6 +11,7 @@ mod support;
 mod accounts;
 mod audit;
 mod browser;
+mod cdn;
 mod email;
 mod events;
 mod graphql_surface;
