@@ -10,6 +10,7 @@ mod support;
 
 mod accounts;
 mod audit;
+mod backup;
 mod email;
 mod events;
 mod graphql_surface;
