@@ -138,7 +138,10 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             let made = summary
                 .header
                 .as_ref()
-                .map(|h| format!(" (made {} by spanglish {})", h.created_at, h.app_version))
+                .map(|h| {
+                    let made = h.created_at.format("%Y-%m-%d %H:%M:%S UTC");
+                    format!(" (made {made} by spanglish {})", h.app_version)
+                })
                 .unwrap_or_default();
             println!(
                 "restored {} rows of {} tables from {}{made}",

@@ -83,10 +83,19 @@ impl Identities {
     /// Reads the age header and unlocks the payload. A file that is not age
     /// at all is "not a backup"; one that is age but opens with none of our
     /// keys was encrypted to someone else.
-    pub fn decrypt<R: BufRead>(&self, input: R) -> Result<StreamReader<R>, BackupError> {
+    pub fn decrypt<R: BufRead>(&self, mut input: R) -> Result<StreamReader<R>, BackupError> {
+        // Peeked, not consumed: an age file cut inside its header is damaged,
+        // not foreign.
+        let age_magic = input
+            .fill_buf()
+            .map_err(|e| BackupError::Io(format!("reading the backup: {e}")))?
+            .starts_with(b"age-encryption.org/");
         let decryptor = Decryptor::new_buffered(input).map_err(|e| match e {
             DecryptError::Io(e) if e.kind() != io::ErrorKind::UnexpectedEof => {
                 BackupError::Io(format!("reading the backup: {e}"))
+            }
+            _ if age_magic => {
+                BackupError::Corrupted("its encryption header is cut short or damaged".into())
             }
             _ => BackupError::NotABackup("it is not an age-encrypted file".into()),
         })?;
@@ -167,6 +176,23 @@ mod tests {
                 .unwrap();
             assert_eq!(plain, "hola");
         }
+    }
+
+    #[test]
+    fn a_file_cut_inside_its_header_is_damaged_not_foreign() {
+        let (file, recipient) = keygen(chrono::Utc::now());
+        let recipients = Recipients::parse(&[recipient]).unwrap();
+        let mut sealed = Vec::new();
+        let mut writer = recipients.encrypt(&mut sealed).unwrap();
+        writer.write_all(b"hola").unwrap();
+        writer.finish().unwrap();
+        let secret = file.lines().find(|l| !l.starts_with('#')).unwrap();
+        let identities = Identities::parse(Some(secret)).unwrap();
+
+        let cut = identities.decrypt(&sealed[..60]).err().unwrap();
+        assert!(matches!(cut, BackupError::Corrupted(_)), "{cut}");
+        let foreign = identities.decrypt(&b"PGDMP dump"[..]).err().unwrap();
+        assert!(matches!(foreign, BackupError::NotABackup(_)), "{foreign}");
     }
 
     #[test]
