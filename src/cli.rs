@@ -1,5 +1,5 @@
-//! The `spanglish` command line: serve (the default), migrate, create-admin
-//! and export-schema.
+//! The `spanglish` command line: serve (the default), migrate, create-admin,
+//! export-schema, payments, backup, restore and backup-keygen.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::accounts::service::create_or_promote_admin;
 use crate::app::App;
 use crate::config::Config;
-use crate::{db, graphql, telemetry};
+use crate::{backup, db, graphql, telemetry};
 
 #[derive(Parser)]
 #[command(name = "spanglish", version, about = "The Spanglish API server")]
@@ -44,6 +44,24 @@ enum Command {
         #[command(subcommand)]
         command: PaymentsCommand,
     },
+    /// Write an encrypted backup of every table, from one consistent
+    /// snapshot, to a file or to s3://bucket/key. It is encrypted to
+    /// BACKUP_RECIPIENT.
+    Backup {
+        #[arg(long, value_name = "PATH|s3://BUCKET/KEY")]
+        to: String,
+    },
+    /// Load a backup into the empty database of DATABASE_URL (SQLite or
+    /// PostgreSQL, whichever the backup came from), all or nothing. It is
+    /// opened with BACKUP_IDENTITY.
+    Restore {
+        #[arg(long, value_name = "PATH|s3://BUCKET/KEY")]
+        from: String,
+    },
+    /// Print a new age identity for backups (keep it offline; it is what
+    /// BACKUP_IDENTITY gives a restore) and, on stderr, the recipient to set
+    /// as BACKUP_RECIPIENT.
+    BackupKeygen,
 }
 
 #[derive(Subcommand)]
@@ -66,9 +84,18 @@ pub async fn run() -> ExitCode {
 }
 
 async fn execute(cli: Cli) -> anyhow::Result<()> {
-    if let Some(Command::ExportSchema) = cli.command {
-        print!("{}", graphql::sdl());
-        return Ok(());
+    match cli.command {
+        Some(Command::ExportSchema) => {
+            print!("{}", graphql::sdl());
+            return Ok(());
+        }
+        Some(Command::BackupKeygen) => {
+            let (identity, recipient) = backup::crypto::keygen(chrono::Utc::now());
+            print!("{identity}");
+            eprintln!("BACKUP_RECIPIENT={recipient}");
+            return Ok(());
+        }
+        _ => {}
     }
 
     let config = Config::load(&cli.config_dir)?;
@@ -78,9 +105,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => App::build(config).await?.serve().await,
         Command::Migrate => {
-            let db = db::connect(&config.database_url(), 1)
-                .await
-                .context("connecting to the database")?;
+            let db = connect(&config).await?;
             db::migrate(&db).await.context("migrating")?;
             println!("migrations applied");
             Ok(())
@@ -94,7 +119,39 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             println!("{} is an ADMIN (id {})", admin.email, admin.id);
             Ok(())
         }
-        Command::ExportSchema => Ok(()),
+        Command::ExportSchema | Command::BackupKeygen => Ok(()),
+        Command::Backup { to } => {
+            let to = backup::Location::parse(&to)?;
+            let db = connect(&config).await?;
+            let summary = backup::backup(&db, &to, &config).await?;
+            println!(
+                "backed up {} rows of {} tables to {}",
+                summary.rows(),
+                summary.counts.len(),
+                summary.location
+            );
+            Ok(())
+        }
+        Command::Restore { from } => {
+            let from = backup::Location::parse(&from)?;
+            let db = connect(&config).await?;
+            let summary = backup::restore(&db, &from, &config).await?;
+            let made = summary
+                .header
+                .as_ref()
+                .map(|h| {
+                    let made = h.created_at.format("%Y-%m-%d %H:%M:%S UTC");
+                    format!(" (made {made} by spanglish {})", h.app_version)
+                })
+                .unwrap_or_default();
+            println!(
+                "restored {} rows of {} tables from {}{made}",
+                summary.rows(),
+                summary.counts.len(),
+                summary.location
+            );
+            Ok(())
+        }
         Command::Payments {
             command: PaymentsCommand::Reconcile,
         } => {
@@ -113,6 +170,12 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn connect(config: &Config) -> anyhow::Result<db::Db> {
+    db::connect(&config.database_url(), 2)
+        .await
+        .context("connecting to the database")
 }
 
 fn admin_password() -> anyhow::Result<String> {

@@ -119,6 +119,13 @@ pub struct Config {
     /// reconciliation) in this process. Every replica may; tests turn them
     /// off and drive the jobs themselves.
     pub background_jobs: bool,
+    /// The age public keys (`age1…`) backups are encrypted to; any one's
+    /// identity can open them.
+    #[serde(deserialize_with = "string_list")]
+    pub backup_recipient: Vec<String>,
+    /// The age secret key that opens backups for `spanglish restore`, or the
+    /// path of a file holding it. Only needed where restores run.
+    pub backup_identity: Option<Secret>,
 }
 
 impl Default for Config {
@@ -172,6 +179,8 @@ impl Default for Config {
             request_timeout_seconds: 30,
             shutdown_timeout_seconds: 30,
             background_jobs: true,
+            backup_recipient: Vec::new(),
+            backup_identity: None,
         }
     }
 }
@@ -226,6 +235,8 @@ const ENV_KEYS: &[&str] = &[
     "REQUEST_TIMEOUT_SECONDS",
     "SHUTDOWN_TIMEOUT_SECONDS",
     "BACKGROUND_JOBS",
+    "BACKUP_RECIPIENT",
+    "BACKUP_IDENTITY",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -10,6 +10,7 @@ mod support;
 
 mod accounts;
 mod audit;
+mod backup;
 mod browser;
 mod cdn;
 mod email;
