@@ -112,6 +112,9 @@ pub struct Config {
     /// Seconds a CDN may keep an anonymous GET query's answer; 0 turns
     /// public caching off.
     pub graphql_cache_max_age: u64,
+    /// Milliseconds this process shares an anonymous query's answer with
+    /// everyone asking the same; 0 turns it off.
+    pub graphql_answer_cache_ms: u64,
     pub request_body_limit_bytes: usize,
     pub request_timeout_seconds: u64,
     pub shutdown_timeout_seconds: u64,
@@ -175,6 +178,7 @@ impl Default for Config {
             graphql_max_batch: 10,
             graphql_max_query_bytes: 32 * 1024,
             graphql_cache_max_age: 30,
+            graphql_answer_cache_ms: 1000,
             request_body_limit_bytes: 1024 * 1024,
             request_timeout_seconds: 30,
             shutdown_timeout_seconds: 30,
@@ -231,6 +235,7 @@ const ENV_KEYS: &[&str] = &[
     "GRAPHQL_MAX_BATCH",
     "GRAPHQL_MAX_QUERY_BYTES",
     "GRAPHQL_CACHE_MAX_AGE",
+    "GRAPHQL_ANSWER_CACHE_MS",
     "REQUEST_BODY_LIMIT_BYTES",
     "REQUEST_TIMEOUT_SECONDS",
     "SHUTDOWN_TIMEOUT_SECONDS",

@@ -1,13 +1,18 @@
 //! Password hashing with argon2id at OWASP's recommended cost (19 MiB, two
 //! passes, one lane: the crate's defaults). Hashing is CPU-bound, so it runs
-//! on the blocking pool rather than stalling the async workers.
+//! on the blocking pool rather than stalling the async workers, and at most
+//! one hash per core runs at a time: each takes 19 MiB, and a burst of logins
+//! would otherwise take that much per request in flight (the benchmark saw
+//! gigabytes) without finishing any sooner.
 
 use std::sync::LazyLock;
+use std::thread::available_parallelism;
 
 use anyhow::anyhow;
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use tokio::sync::Semaphore;
 
 use crate::error::{AppError, AppResult};
 
@@ -21,6 +26,11 @@ static DUMMY_HASH: LazyLock<Option<String>> = LazyLock::new(|| {
         .hash_password(b"not-a-real-password")
         .ok()
         .map(|h| h.to_string())
+});
+
+static HASHING_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| {
+    let cores = available_parallelism().map_or(1, |n| n.get());
+    Semaphore::new(cores)
 });
 
 pub fn validate(password: &str, field: &str) -> AppResult<()> {
@@ -42,6 +52,10 @@ pub fn validate(password: &str, field: &str) -> AppResult<()> {
 
 pub async fn hash(password: &str) -> AppResult<String> {
     let password = password.to_owned();
+    let _slot = HASHING_SLOTS
+        .acquire()
+        .await
+        .map_err(|e| anyhow!("hashing slots: {e}"))?;
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(password.as_bytes())
@@ -59,6 +73,9 @@ pub async fn verify(password: &str, stored: Option<&str>) -> bool {
     let password = password.to_owned();
     let stored = stored.map(str::to_owned);
     let known = stored.is_some();
+    let Ok(_slot) = HASHING_SLOTS.acquire().await else {
+        return false;
+    };
     let matched = tokio::task::spawn_blocking(move || {
         let Some(hash) = stored.or_else(|| DUMMY_HASH.clone()) else {
             return false;

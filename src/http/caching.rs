@@ -3,7 +3,7 @@
 //! for `GRAPHQL_CACHE_MAX_AGE`; everything else says `no-store`, so nothing
 //! that depends on who asked is ever kept by anyone.
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use base64::Engine;
@@ -38,9 +38,7 @@ impl Policy {
         succeeded: bool,
         cache_max_age: u64,
     ) -> Self {
-        let credentials =
-            headers.contains_key(header::AUTHORIZATION) || headers.contains_key(header::COOKIE);
-        if credentials {
+        if !anonymous(headers) {
             return Policy::Private;
         }
         if method == Method::GET && succeeded && cache_max_age > 0 {
@@ -64,6 +62,11 @@ impl Policy {
     }
 }
 
+/// No credentials of any kind: the answer cannot depend on who asked.
+pub fn anonymous(headers: &HeaderMap) -> bool {
+    !headers.contains_key(header::AUTHORIZATION) && !headers.contains_key(header::COOKIE)
+}
+
 /// A GraphQL answer with its caching headers. A public answer carries a
 /// strong ETag of its bytes, and a request that already holds those bytes
 /// (`If-None-Match`) gets 304 without a body.
@@ -71,7 +74,7 @@ pub fn respond(
     policy: Policy,
     request_headers: &HeaderMap,
     status: StatusCode,
-    body: Vec<u8>,
+    body: Bytes,
 ) -> Response {
     let mut response = Response::new(Body::empty());
     let headers = response.headers_mut();

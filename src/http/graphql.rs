@@ -2,12 +2,15 @@
 //! persisted queries, queries over GET, the caching headers, and the error
 //! codes of the contract on every error.
 
+use std::sync::Arc;
+
 use async_graphql::parser::types::OperationType;
 use async_graphql::{
     BatchRequest, BatchResponse, ParseRequestError, Request, Response, ServerError,
 };
 use async_graphql_axum::GraphQLBatchRequest;
 use axum::Extension;
+use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
@@ -15,6 +18,7 @@ use serde::Deserialize;
 
 use super::caching::{self, Policy};
 use super::persisted::{PersistedQueries, Refused};
+use super::shared_answers::SharedAnswers;
 use crate::accounts::auth::{ClientIp, Viewer};
 use crate::accounts::service::resolve_viewer;
 use crate::app::AppState;
@@ -28,6 +32,7 @@ struct Call<'a> {
     state: &'a AppState,
     schema: &'a AppSchema,
     persisted: &'a PersistedQueries,
+    answers: &'a SharedAnswers,
     ip: ClientIp,
     method: Method,
     headers: &'a HeaderMap,
@@ -37,6 +42,7 @@ pub async fn post(
     State(state): State<AppState>,
     Extension(schema): Extension<AppSchema>,
     Extension(persisted): Extension<PersistedQueries>,
+    Extension(answers): Extension<Arc<SharedAnswers>>,
     Extension(ip): Extension<ClientIp>,
     headers: HeaderMap,
     request: GraphQLBatchRequest<BodyRejection>,
@@ -45,6 +51,7 @@ pub async fn post(
         state: &state,
         schema: &schema,
         persisted: &persisted,
+        answers: &answers,
         ip,
         method: Method::POST,
         headers: &headers,
@@ -70,6 +77,7 @@ pub async fn get(
     State(state): State<AppState>,
     Extension(schema): Extension<AppSchema>,
     Extension(persisted): Extension<PersistedQueries>,
+    Extension(answers): Extension<Arc<SharedAnswers>>,
     Extension(ip): Extension<ClientIp>,
     headers: HeaderMap,
     uri: Uri,
@@ -89,6 +97,7 @@ pub async fn get(
         state: &state,
         schema: &schema,
         persisted: &persisted,
+        answers: &answers,
         ip,
         method: Method::GET,
         headers: &headers,
@@ -149,63 +158,152 @@ impl Call<'_> {
         }
 
         let viewer = resolve_viewer(self.state, self.headers).await;
-        let response = match batch {
-            BatchRequest::Single(request) => match self.run(viewer, request).await {
-                Ok(response) => BatchResponse::Single(response),
-                Err(refused) => return refused,
-            },
-            BatchRequest::Batch(requests) => {
-                // One after the other, as the engine runs a batch.
-                let mut responses = Vec::with_capacity(requests.len());
-                for request in requests {
-                    match self.run(viewer, request).await {
-                        Ok(response) => responses.push(response),
-                        Err(refused) => return refused,
-                    }
-                }
-                BatchResponse::Batch(responses)
-            }
-        };
-        self.answer(response)
+        match batch {
+            BatchRequest::Single(request) => self.single(viewer, request).await,
+            BatchRequest::Batch(requests) => self.batch(viewer, requests).await,
+        }
     }
 
-    /// One operation: its persisted document looked up, refused over GET if
-    /// it would write, then run with the caller and fresh loaders.
-    async fn run(&self, viewer: Viewer, mut request: Request) -> Result<Response, HttpResponse> {
-        if let Err(refused) = self.persisted.resolve(&mut request) {
-            return Ok(persisted_refusal(refused));
-        }
-        if self.method == Method::GET && writes(&mut request) {
-            return Err(mutation_over_get());
+    /// One operation. An anonymous query may be answered from, and then
+    /// fill, the shared answers; a write makes them all out of date.
+    async fn single(&self, viewer: Viewer, mut request: Request) -> HttpResponse {
+        let writes = match self.prepare(&mut request) {
+            Ok(writes) => writes,
+            Err(early) => return self.early(early),
+        };
+        if writes {
+            let response = self.run(viewer, request).await;
+            self.after_write(&response);
+            return self.answer(BatchResponse::Single(response));
         }
 
+        let shared = match caching::anonymous(self.headers) {
+            true => self.answers.lookup(&request),
+            false => None,
+        };
+        let ticket = match shared {
+            Some(Ok(body)) => return self.send(body, true),
+            Some(Err(ticket)) => Some(ticket),
+            None => None,
+        };
+
+        let response = self.run(viewer, request).await;
+        let succeeded = response.errors.is_empty();
+        let Some(body) = serialize(&BatchResponse::Single(response)) else {
+            return AppError::Internal(anyhow::anyhow!("serializing a GraphQL response"))
+                .into_response();
+        };
+        if let (true, Some(ticket)) = (succeeded, ticket) {
+            self.answers.store(ticket, body.clone());
+        }
+        self.send(body, succeeded)
+    }
+
+    /// Several operations, one after the other as the engine runs a batch;
+    /// never shared.
+    async fn batch(&self, viewer: Viewer, requests: Vec<Request>) -> HttpResponse {
+        let mut responses = Vec::with_capacity(requests.len());
+        for mut request in requests {
+            let response = match self.prepare(&mut request) {
+                Ok(false) => self.run(viewer, request).await,
+                Ok(true) => {
+                    let response = self.run(viewer, request).await;
+                    self.after_write(&response);
+                    response
+                }
+                Err(Early::Answer(response)) => *response,
+                Err(Early::Refused(refused)) => return *refused,
+            };
+            responses.push(response);
+        }
+        self.answer(BatchResponse::Batch(responses))
+    }
+
+    /// Looks up a persisted document and refuses a write over GET. Says
+    /// whether the operation writes.
+    fn prepare(&self, request: &mut Request) -> Result<bool, Early> {
+        if let Err(refused) = self.persisted.resolve(request) {
+            return Err(Early::Answer(Box::new(persisted_refusal(refused))));
+        }
+        let writes = writes(request);
+        if self.method == Method::GET && writes {
+            return Err(Early::Refused(Box::new(mutation_over_get())));
+        }
+        Ok(writes)
+    }
+
+    fn early(&self, early: Early) -> HttpResponse {
+        match early {
+            Early::Answer(response) => self.answer(BatchResponse::Single(*response)),
+            Early::Refused(refused) => *refused,
+        }
+    }
+
+    /// Runs one operation with the caller and fresh loaders.
+    async fn run(&self, viewer: Viewer, request: Request) -> Response {
         record_operation(&request);
         let request = request
             .data(viewer)
             .data(self.ip)
             .data(Loaders::new(&self.state.db, self.state.clock.now()));
-        Ok(with_codes(self.schema.execute(request).await))
+        with_codes(self.schema.execute(request).await)
     }
 
-    /// The JSON answer with its caching headers: public only for a GET whose
-    /// every answer is free of errors (and, being a GET, a query).
+    /// A mutation that changed something (some field answered) may have
+    /// changed what anonymous callers see. One refused outright did not, so
+    /// failed sign-ins cannot keep emptying the shared answers.
+    fn after_write(&self, response: &Response) {
+        let changed = match &response.data {
+            async_graphql::Value::Object(fields) => fields
+                .values()
+                .any(|value| !matches!(value, async_graphql::Value::Null)),
+            _ => false,
+        };
+        if changed {
+            self.answers.forget_all();
+        }
+    }
+
+    /// The JSON answer with its caching headers.
     fn answer(&self, response: BatchResponse) -> HttpResponse {
         let succeeded = match &response {
             BatchResponse::Single(one) => one.errors.is_empty(),
             BatchResponse::Batch(all) => all.iter().all(|one| one.errors.is_empty()),
         };
+        match serialize(&response) {
+            Some(body) => self.send(body, succeeded),
+            None => AppError::Internal(anyhow::anyhow!("serializing a GraphQL response"))
+                .into_response(),
+        }
+    }
+
+    /// Public only for a GET whose every answer is free of errors (and,
+    /// being a GET, a query).
+    fn send(&self, body: Bytes, succeeded: bool) -> HttpResponse {
         let policy = Policy::decide(
             &self.method,
             self.headers,
             succeeded,
             self.state.config.graphql_cache_max_age,
         );
-        match serde_json::to_vec(&response) {
-            Ok(body) => caching::respond(policy, self.headers, StatusCode::OK, body),
-            Err(err) => {
-                tracing::error!(error = %err, "serializing a GraphQL response");
-                AppError::Internal(err.into()).into_response()
-            }
+        caching::respond(policy, self.headers, StatusCode::OK, body)
+    }
+}
+
+/// What became of an operation before it could run.
+enum Early {
+    /// An answer in GraphQL's shape (a persisted-query miss, say).
+    Answer(Box<Response>),
+    /// An HTTP refusal (a mutation over GET).
+    Refused(Box<HttpResponse>),
+}
+
+fn serialize(response: &BatchResponse) -> Option<Bytes> {
+    match serde_json::to_vec(response) {
+        Ok(body) => Some(Bytes::from(body)),
+        Err(err) => {
+            tracing::error!(error = %err, "serializing a GraphQL response");
+            None
         }
     }
 }

@@ -8,7 +8,9 @@ mod graphql;
 mod health;
 mod metrics;
 mod persisted;
+mod shared_answers;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -34,6 +36,7 @@ use crate::playground;
 use crate::tickets::rest as tickets_rest;
 
 pub use client_ip::resolve_client_ip;
+use shared_answers::SharedAnswers;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -68,6 +71,9 @@ pub fn router(state: AppState, schema: AppSchema) -> Router {
         )
         .layer(axum::Extension(schema))
         .layer(axum::Extension(persisted::PersistedQueries::default()))
+        .layer(axum::Extension(Arc::new(SharedAnswers::new(
+            Duration::from_millis(config.graphql_answer_cache_ms),
+        ))))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             client_ip::middleware,

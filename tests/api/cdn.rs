@@ -426,7 +426,95 @@ async fn a_browser_get_without_a_query_still_opens_the_playground(backend: Backe
     assert_eq!(query.header(CACHE_CONTROL), PUBLIC);
 }
 
+/// The shared answers: an anonymous query's answer is reused for a moment
+/// (here, a minute), whoever asks; a write through the server drops it at
+/// once; a caller with a token is always answered for themself.
+async fn anonymous_answers_are_shared_until_a_write_and_never_with_a_token(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| config.graphql_answer_cache_ms = 60_000).await;
+    published_event(&app, "Intercambio").await;
+    let query = json!({ "query": EVENTS });
+    let titles = |answer: &Answer| -> Vec<String> {
+        answer.body["data"]["events"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|edge| edge["node"]["title"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let first = post(&app, query.clone(), None).await;
+    assert_eq!(titles(&first), ["Intercambio"], "{}", first.body);
+
+    // Published behind the server's back: anonymous callers keep getting
+    // the shared answer, a signed-in one sees the database as it is.
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &app.state.db,
+        "UPDATE events SET title = 'Renamed outside' WHERE title = 'Intercambio'",
+    )
+    .await
+    .unwrap();
+    let shared = post(&app, query.clone(), None).await;
+    assert_eq!(titles(&shared), ["Intercambio"]);
+    assert_eq!(shared.header(CACHE_CONTROL), "no-store");
+    let member = app.register("Mara", "mara@example.com").await;
+    let personal = post(&app, query.clone(), Some(&member.token)).await;
+    assert_eq!(titles(&personal), ["Renamed outside"]);
+
+    // Another question is another answer.
+    let other = post(
+        &app,
+        json!({ "query": "query Few($n: Int) { events(first: $n) { edges { node { title } } } }", "variables": { "n": 5 } }),
+        None,
+    )
+    .await;
+    assert_eq!(titles(&other), ["Renamed outside"]);
+
+    // A write through the server: the next anonymous answer is fresh.
+    published_event(&app, "Conversation Club").await;
+    let fresh = post(&app, query.clone(), None).await;
+    let mut seen = titles(&fresh);
+    seen.sort();
+    assert_eq!(seen, ["Conversation Club", "Renamed outside"]);
+
+    // A failed sign-in writes nothing and leaves the shared answers alone.
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &app.state.db,
+        "UPDATE events SET title = 'Renamed again' WHERE title = 'Conversation Club'",
+    )
+    .await
+    .unwrap();
+    let refused = post(
+        &app,
+        json!({ "query": "mutation { login(email: \"mara@example.com\", password: \"wrong password\") { accessToken } }" }),
+        None,
+    )
+    .await;
+    assert!(refused.body["errors"].is_array(), "{}", refused.body);
+    let still = post(&app, query, None).await;
+    assert_eq!(titles(&still), titles(&fresh));
+}
+
+/// What only a signed-in caller may see is never kept for anyone else.
+async fn a_personal_answer_is_never_shared_with_an_anonymous_caller(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| config.graphql_answer_cache_ms = 60_000).await;
+    let member = app.register("Mara", "mara@example.com").await;
+    let me = json!({ "query": "{ me { email } }" });
+
+    let mine = post(&app, me.clone(), Some(&member.token)).await;
+    assert_eq!(mine.body["data"]["me"]["email"], "mara@example.com");
+    assert_eq!(mine.header(CACHE_CONTROL), "private, no-store");
+
+    let anonymous = post(&app, me, None).await;
+    assert!(
+        !anonymous.body.to_string().contains("mara@example.com"),
+        "{}",
+        anonymous.body
+    );
+}
+
 on_both_databases!(
+    anonymous_answers_are_shared_until_a_write_and_never_with_a_token,
+    a_personal_answer_is_never_shared_with_an_anonymous_caller,
     a_persisted_query_is_sent_once_and_then_served_by_its_hash_over_get,
     a_document_sent_under_another_documents_hash_is_refused_and_never_served,
     an_anonymous_get_of_the_event_list_is_cacheable_and_revalidates_with_its_etag,

@@ -126,6 +126,9 @@ pub fn test_config(db: &TestDb) -> Config {
         rust_log: "warn".into(),
         // Tests drive the jobs themselves, so what they count is theirs.
         background_jobs: false,
+        // Tests change the database and the clock behind the server's back;
+        // the shared answers have tests of their own that turn them on.
+        graphql_answer_cache_ms: 0,
         ..Config::default()
     }
 }
@@ -358,6 +361,10 @@ impl ServerProcess {
             .env("PORT", port.to_string())
             .env("DATA_DIR", std::env::temp_dir())
             .env("RUST_LOG", "warn")
+            .env(
+                "GRAPHQL_ANSWER_CACHE_MS",
+                app.state.config.graphql_answer_cache_ms.to_string(),
+            )
             .envs(settings.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(stdout)
             .stderr(stderr)
