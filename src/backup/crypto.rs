@@ -26,7 +26,7 @@ impl Recipients {
                 entry
                     .trim()
                     .parse::<x25519::Recipient>()
-                    .map_err(|_| BackupError::BadRecipient(entry.trim().to_string()))
+                    .map_err(|_| bad_recipient(entry.trim()))
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Self)
@@ -41,20 +41,40 @@ impl Recipients {
     }
 }
 
+/// A wrong recipient is quoted only when it looks like a public key: the
+/// identity put into the wrong variable must not reach the journal.
+fn bad_recipient(entry: &str) -> BackupError {
+    if holds_secret_key(entry) {
+        return BackupError::SecretKeyAsRecipient;
+    }
+    let shown = if entry.starts_with("age1") {
+        format!("{entry:?}")
+    } else {
+        "that does not start with age1 (not shown)".to_string()
+    };
+    BackupError::BadRecipient(shown)
+}
+
+/// Whether a value holds an age secret key, in any letter case.
+fn holds_secret_key(value: &str) -> bool {
+    value.to_ascii_uppercase().contains("AGE-SECRET-KEY-")
+}
+
 /// The secret keys `BACKUP_IDENTITY` gives, inline or in a file.
 pub struct Identities(Vec<Box<dyn Identity + Send + Sync>>);
 
 impl Identities {
-    /// `value` is either the `AGE-SECRET-KEY-1…` string itself or the path
+    /// `value` is either the `AGE-SECRET-KEY-1…` string itself (alone, or
+    /// the whole identity file's text, as `$(cat key)` gives it) or the path
     /// of an identity file (as `age-keygen` or `spanglish backup-keygen`
-    /// write it).
+    /// write it). Only a path is ever quoted in an error.
     pub fn parse(value: Option<&str>) -> Result<Self, BackupError> {
         let value = value.map(str::trim).unwrap_or_default();
         if value.is_empty() {
             return Err(BackupError::NoIdentity);
         }
 
-        let inline = value.starts_with("AGE-SECRET-KEY-");
+        let inline = holds_secret_key(value);
         let text = if inline {
             value.to_string()
         } else {

@@ -30,8 +30,14 @@ pub enum BackupError {
          (`spanglish backup-keygen` makes a key pair)"
     )]
     NoRecipient,
-    #[error("BACKUP_RECIPIENT has an invalid age recipient {0:?}; expected a public key age1…")]
+    /// The entry, quoted when it looks like a public key, otherwise only described.
+    #[error("BACKUP_RECIPIENT has an invalid age recipient {0}; expected a public key age1…")]
     BadRecipient(String),
+    #[error(
+        "BACKUP_RECIPIENT holds a secret key (AGE-SECRET-KEY-…): give its public key age1… \
+         instead, and keep the secret key off the servers"
+    )]
+    SecretKeyAsRecipient,
     #[error(
         "BACKUP_IDENTITY is not set: give the age secret key (AGE-SECRET-KEY-1…) or the path of \
          an identity file"

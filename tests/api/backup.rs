@@ -867,6 +867,61 @@ async fn the_cli_backs_up_and_restores(backend: Backend) {
     assert_eq!(models(&db).await, models(&app.state.db).await);
 }
 
+/// A key pasted into the wrong place must not end up in the journal: the
+/// whole identity file in `BACKUP_IDENTITY` (as `$(cat key)` gives it) is
+/// read as the key it holds, and a secret key in `BACKUP_RECIPIENT` is
+/// refused without being printed.
+#[test]
+fn a_secret_key_in_the_wrong_place_is_never_printed() {
+    let (file, recipient) = backup::crypto::keygen(chrono::Utc::now());
+    let secret = file
+        .lines()
+        .find(|line| line.starts_with("AGE-SECRET-KEY-"))
+        .unwrap();
+    let dir = TempDir::new().unwrap();
+    let database = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("db.sqlite").display()
+    );
+    let backup_file = dir.path().join("spanglish.backup");
+    let backup_file = backup_file.to_str().unwrap();
+
+    let (success, _, stderr) = spanglish(
+        &["backup", "--to", backup_file],
+        &[("DATABASE_URL", &database), ("BACKUP_RECIPIENT", secret)],
+    );
+    assert!(!success);
+    assert!(stderr.contains("BACKUP_RECIPIENT"), "{stderr}");
+    assert!(!stderr.contains(&secret[20..]), "the key leaked: {stderr}");
+
+    let (success, _, stderr) = spanglish(
+        &["backup", "--to", backup_file],
+        &[
+            ("DATABASE_URL", &database),
+            ("BACKUP_RECIPIENT", &recipient),
+        ],
+    );
+    assert!(success, "{stderr}");
+
+    let target = dir.path().join("restored.sqlite");
+    let target = format!("sqlite://{}?mode=rwc", target.display());
+    let (success, stdout, stderr) = spanglish(
+        &["restore", "--from", backup_file],
+        &[("DATABASE_URL", &target), ("BACKUP_IDENTITY", &file)],
+    );
+    assert!(success, "{stderr}");
+    assert!(stdout.starts_with("restored "), "{stdout}");
+
+    let damaged = file.replace("AGE-SECRET-KEY-1", "AGE-SECRET-KEY-9");
+    let (success, _, stderr) = spanglish(
+        &["restore", "--from", backup_file],
+        &[("DATABASE_URL", &target), ("BACKUP_IDENTITY", &damaged)],
+    );
+    assert!(!success);
+    assert!(stderr.contains("BACKUP_IDENTITY"), "{stderr}");
+    assert!(!stderr.contains(&secret[20..]), "the key leaked: {stderr}");
+}
+
 on_both_databases!(
     every_row_survives_a_round_trip_to_both_databases,
     a_wrong_key_is_refused_and_the_target_stays_empty,
