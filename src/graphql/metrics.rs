@@ -1,6 +1,8 @@
 //! Latency and outcome of every executed GraphQL operation, by operation
 //! name and type: `graphql_operations_total{operation, type, outcome}` and
-//! `graphql_operation_duration_seconds{operation, type}`.
+//! `graphql_operation_duration_seconds{operation, type}`. The outcome is
+//! `ok`, `error` (an answer with GraphQL errors) or `cancelled` (no answer:
+//! the client hung up, or the request timeout fired).
 //!
 //! The operation name is chosen by the client, so it must not be able to
 //! mint series at will: only names shaped like `^[A-Za-z_][A-Za-z0-9_]{0,63}$`
@@ -137,7 +139,8 @@ impl OperationMetricsExtension {
 
 /// Records the operation when it ends, however it ends: an operation whose
 /// request is dropped midway (the request timeout, a client that hung up)
-/// never gets an answer, and counts as an error.
+/// never gets an answer, and counts as cancelled, apart from the errors, so
+/// that clients leaving early do not read as the server failing.
 struct Recording<'a> {
     extension: &'a OperationMetricsExtension,
     started: Instant,
@@ -146,7 +149,7 @@ struct Recording<'a> {
 
 impl Drop for Recording<'_> {
     fn drop(&mut self) {
-        let outcome = self.outcome.unwrap_or("error");
+        let outcome = self.outcome.unwrap_or("cancelled");
         self.extension.record(outcome, self.started.elapsed());
     }
 }
@@ -266,5 +269,54 @@ mod tests {
         assert_eq!(budget.label(Some("Three")), OTHER);
         assert_eq!(budget.label(Some("One")), "One");
         assert_eq!(budget.label(None), ANONYMOUS);
+    }
+
+    struct Slow;
+
+    #[async_graphql::Object]
+    impl Slow {
+        async fn never(&self) -> bool {
+            std::future::pending().await
+        }
+
+        async fn now(&self) -> bool {
+            true
+        }
+    }
+
+    fn count(rendered: &str, name: &str, outcome: &str) -> usize {
+        let series = format!(
+            "graphql_operations_total{{operation=\"{name}\",type=\"query\",outcome=\"{outcome}\"}}"
+        );
+        rendered
+            .lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .map_or(0, |value| value.trim().parse().unwrap())
+    }
+
+    #[test]
+    fn an_operation_dropped_before_its_answer_counts_as_cancelled() {
+        use async_graphql::{EmptyMutation, EmptySubscription, Schema};
+        use futures_util::FutureExt as _;
+
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let schema = Schema::build(Slow, EmptyMutation, EmptySubscription)
+            .extension(OperationMetrics::new())
+            .finish();
+
+        metrics::with_local_recorder(&recorder, || {
+            let answered = schema.execute("query Now { now }").now_or_never();
+            assert!(answered.is_some_and(|response| response.errors.is_empty()));
+
+            let mut waiting = Box::pin(schema.execute("query Never { never }"));
+            assert!((&mut waiting).now_or_never().is_none());
+            drop(waiting);
+        });
+
+        let rendered = handle.render();
+        assert_eq!(count(&rendered, "Now", "ok"), 1, "{rendered}");
+        assert_eq!(count(&rendered, "Never", "cancelled"), 1, "{rendered}");
+        assert_eq!(count(&rendered, "Never", "error"), 0, "{rendered}");
     }
 }
