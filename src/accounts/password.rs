@@ -1,9 +1,13 @@
 //! Password hashing with argon2id at OWASP's recommended cost (19 MiB, two
-//! passes, one lane: the crate's defaults). Hashing is CPU-bound, so it runs
-//! on the blocking pool rather than stalling the async workers, and at most
-//! one hash per core runs at a time: each takes 19 MiB, and a burst of logins
-//! would otherwise take that much per request in flight (the benchmark saw
-//! gigabytes) without finishing any sooner.
+//! passes, one lane: the crate's defaults).
+//!
+//! Hashing is CPU-bound, so it runs off the async workers, on a few threads
+//! of its own: one per core, the others waiting their turn. More at once
+//! would finish no sooner, and each hash takes 19 MiB. The threads are kept
+//! few and fixed because the allocator keeps freed memory per thread: on
+//! tokio's blocking pool, which starts a thread per waiting task, a burst
+//! of logins left hundreds of MiB behind (and gigabytes before hashes were
+//! queued at all; see docs/benchmarks.md).
 
 use std::sync::LazyLock;
 use std::thread::available_parallelism;
@@ -12,7 +16,7 @@ use anyhow::anyhow;
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use crate::error::{AppError, AppResult};
 
@@ -28,10 +32,35 @@ static DUMMY_HASH: LazyLock<Option<String>> = LazyLock::new(|| {
         .map(|h| h.to_string())
 });
 
-static HASHING_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| {
-    let cores = available_parallelism().map_or(1, |n| n.get());
-    Semaphore::new(cores)
-});
+static HASHERS: LazyLock<Result<rayon::ThreadPool, rayon::ThreadPoolBuildError>> =
+    LazyLock::new(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(available_parallelism().map_or(1, |n| n.get()))
+            .thread_name(|i| format!("argon2-{i}"))
+            // Rayon aborts the process on a panic by default; here the
+            // caller gets an internal error instead.
+            .panic_handler(|_| tracing::error!("a password hash panicked"))
+            .build()
+    });
+
+/// Runs `work` on a hashing thread once one is free. A caller that has gone
+/// (the client hung up) while its turn came is skipped.
+async fn on_hashing_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    let hashers = HASHERS
+        .as_ref()
+        .map_err(|e| anyhow!("starting the hashing threads: {e}"))?;
+    let (done, answer) = oneshot::channel();
+    hashers.spawn(move || {
+        if !done.is_closed() {
+            let _ = done.send(work());
+        }
+    });
+    answer
+        .await
+        .map_err(|_| anyhow!("a password hash ended without an answer"))
+}
 
 pub fn validate(password: &str, field: &str) -> AppResult<()> {
     let chars = password.chars().count();
@@ -52,18 +81,13 @@ pub fn validate(password: &str, field: &str) -> AppResult<()> {
 
 pub async fn hash(password: &str) -> AppResult<String> {
     let password = password.to_owned();
-    let _slot = HASHING_SLOTS
-        .acquire()
-        .await
-        .map_err(|e| anyhow!("hashing slots: {e}"))?;
-    tokio::task::spawn_blocking(move || {
+    on_hashing_thread(move || {
         Argon2::default()
             .hash_password(password.as_bytes())
             .map(|h| h.to_string())
             .map_err(|e| anyhow!("hashing a password: {e}"))
     })
-    .await
-    .map_err(|e| anyhow!("hashing task: {e}"))?
+    .await?
     .map_err(AppError::from)
 }
 
@@ -73,10 +97,7 @@ pub async fn verify(password: &str, stored: Option<&str>) -> bool {
     let password = password.to_owned();
     let stored = stored.map(str::to_owned);
     let known = stored.is_some();
-    let Ok(_slot) = HASHING_SLOTS.acquire().await else {
-        return false;
-    };
-    let matched = tokio::task::spawn_blocking(move || {
+    let matched = on_hashing_thread(move || {
         let Some(hash) = stored.or_else(|| DUMMY_HASH.clone()) else {
             return false;
         };
