@@ -23,6 +23,8 @@
 #   BENCH_THREADS        wrk threads (2)
 #   BENCH_RUST_LOG       the server's RUST_LOG (info, as in production)
 #   BENCH_DB_CONNECTIONS the server's DATABASE_MAX_CONNECTIONS (its default)
+#   BENCH_ANSWER_CACHE_MS the server's GRAPHQL_ANSWER_CACHE_MS (its default;
+#                        0 measures every anonymous query executed afresh)
 #   BENCH_PERF           1: sample the server with `perf record` during the
 #                        events list and print where its CPU time went
 #   CARGO_TARGET_DIR     where the release build goes (~/target-spanglish-release)
@@ -157,6 +159,9 @@ SERVER_ENV=(
 )
 if [ -n "${BENCH_DB_CONNECTIONS:-}" ]; then
   SERVER_ENV+=(DATABASE_MAX_CONNECTIONS="$BENCH_DB_CONNECTIONS")
+fi
+if [ -n "${BENCH_ANSWER_CACHE_MS:-}" ]; then
+  SERVER_ENV+=(GRAPHQL_ANSWER_CACHE_MS="$BENCH_ANSWER_CACHE_MS")
 fi
 spanglish() { env "${SERVER_ENV[@]}" "$BIN" "$@"; }
 
@@ -542,7 +547,7 @@ Run of $(date -u +'%Y-%m-%d %H:%M UTC'), \`bench/run.sh\`:
 - PostgreSQL $(psql "$POSTGRES_URL" -qAtX -c 'SHOW server_version'), on 127.0.0.1, with wrk and pgbench on the same machine
 - $(rustc -V 2>/dev/null || echo "rustc unknown"), release profile; $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)
 - commit \`$commit\`
-- server: APP_ENV=production, RUST_LOG=${BENCH_RUST_LOG:-info} (JSON to a file: $LOG_LINES lines in the run), DATABASE_MAX_CONNECTIONS=${BENCH_DB_CONNECTIONS:-default}, auth rate limits raised, BACKGROUND_JOBS=false
+- server: APP_ENV=production, RUST_LOG=${BENCH_RUST_LOG:-info} (JSON to a file: $LOG_LINES lines in the run), DATABASE_MAX_CONNECTIONS=${BENCH_DB_CONNECTIONS:-default}, GRAPHQL_ANSWER_CACHE_MS=${BENCH_ANSWER_CACHE_MS:-default}, auth rate limits raised, BACKGROUND_JOBS=false
 - idle memory (VmRSS after start-up, before any request): **$IDLE_MB MB**
 
 | scenario | connections | requests | requests/s | p50 ms | p99 ms | errors | peak MB |
