@@ -61,7 +61,9 @@ pub fn verify_stripe(
     if signatures.is_empty() {
         return Err(SignatureError::Malformed);
     }
-    if (now.timestamp() - timestamp).abs() > STRIPE_TOLERANCE_SECONDS {
+    // `abs_diff` because the timestamp is the sender's: a subtraction from
+    // it can overflow.
+    if now.timestamp().abs_diff(timestamp) > STRIPE_TOLERANCE_SECONDS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
 
