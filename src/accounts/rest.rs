@@ -45,16 +45,20 @@ impl From<Session> for TokenPair {
 }
 
 /// Reads a JSON body, answering a malformed one in the API's error shape
-/// rather than axum's plain text.
+/// rather than axum's plain text; one over the body limit stays a 413.
 fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> AppResult<T> {
-    body.map(|Json(body)| body)
-        .map_err(|rejection| AppError::BadInput {
+    body.map(|Json(body)| body).map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return AppError::TooLarge("the request body is too large".into());
+        }
+        AppError::BadInput {
             message: format!(
                 "the body must be JSON of the documented shape: {}",
                 rejection.body_text()
             ),
             field: None,
-        })
+        }
+    })
 }
 
 pub async fn login(

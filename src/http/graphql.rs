@@ -416,13 +416,17 @@ impl IntoResponse for BodyRejection {
         let too_large = self.0.to_string().contains("length limit exceeded")
             || matches!(&self.0, ParseRequestError::PayloadTooLarge);
         if too_large {
-            return request_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the request body is too large",
-            );
+            return body_too_large();
         }
         bad_request("the body is not a GraphQL request: send JSON with a \"query\"")
     }
+}
+
+pub(super) fn body_too_large() -> HttpResponse {
+    request_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "the request body is too large",
+    )
 }
 
 fn bad_request(message: &str) -> HttpResponse {

@@ -65,6 +65,7 @@ pub fn router(state: AppState, schema: AppSchema) -> Router {
         // Every route so far takes small bodies; uploads, added after this
         // layer, have their own larger limit.
         .layer(RequestBodyLimitLayer::new(config.request_body_limit_bytes))
+        .layer(middleware::from_fn(too_large_as_json))
         .route(
             "/api/media/upload",
             post(media_rest::upload).layer(DefaultBodyLimit::max(upload_limit(&config))),
@@ -117,6 +118,31 @@ fn cors(origins: &[String]) -> CorsLayer {
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .max_age(Duration::from_secs(600))
+}
+
+/// The body limit's own refusals are plain text: tower-http's for a declared
+/// length, axum's extractors' for a body found too long as it streams in.
+/// Clients read every other error as JSON with a code, so these answer the
+/// same way, in GraphQL's shape on `/graphql`.
+async fn too_large_as_json(
+    request: Request<axum::body::Body>,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let on_graphql = request.uri().path() == "/graphql";
+    let response = next.run(request).await;
+    let plain_text = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"text/plain"));
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || !plain_text {
+        return response;
+    }
+    match on_graphql {
+        true => graphql::body_too_large(),
+        false => {
+            crate::error::AppError::TooLarge("the request body is too large".into()).into_response()
+        }
+    }
 }
 
 /// Unknown routes answer in the API's error shape too.
