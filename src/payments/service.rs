@@ -638,6 +638,12 @@ async fn reserve_refund(
         None => available,
         Some(amount) => Money::from_decimal(amount, &current.currency, "amount")?.minor,
     };
+    if amount.is_some() && wanted <= 0 {
+        return Err(AppError::bad_input(
+            "amount",
+            "the amount must be more than zero",
+        ));
+    }
     if wanted <= 0 || wanted > available {
         let shown = money_of(&current)
             .map(|m| {

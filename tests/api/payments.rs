@@ -553,6 +553,27 @@ async fn cash_refunds_partial_full_excessive_and_concurrent(backend: Backend) {
         ("BAD_USER_INPUT", "amount"),
         "{excessive}"
     );
+    assert_eq!(
+        excessive["errors"][0]["message"], "at most 60000 PYG can be refunded",
+        "{excessive}"
+    );
+    // Nothing to refund is a mistake of its own, not one of "at most".
+    let zero = app
+        .gql(
+            Some(&admin.token),
+            refund,
+            json!({ "id": payment_id, "a": "0" }),
+        )
+        .await;
+    assert_eq!(
+        (error_code(&zero), error_field(&zero)),
+        ("BAD_USER_INPUT", "amount"),
+        "{zero}"
+    );
+    assert_eq!(
+        zero["errors"][0]["message"], "the amount must be more than zero",
+        "{zero}"
+    );
 
     // Two refunds of the whole remainder at the same instant: one goes through.
     let (a, b) = tokio::join!(
