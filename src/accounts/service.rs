@@ -499,7 +499,8 @@ async fn count_admins(txn: &DatabaseTransaction) -> AppResult<u64> {
 }
 
 /// For `spanglish create-admin`: creates the account, or promotes and
-/// re-passwords an existing one.
+/// re-passwords an existing one. Re-passwording is how an operator takes
+/// back an account, so it ends the account's sessions as a reset does.
 pub async fn create_or_promote_admin(
     state: &AppState,
     email: &str,
@@ -523,6 +524,7 @@ pub async fn create_or_promote_admin(
             model.password_hash = Set(hash);
             model.updated_at = Set(now);
             let saved = model.update(&txn).await?;
+            revoke_all_sessions(&txn, saved.id, now).await?;
             if previous != Role::Admin {
                 let details = json!({ "from": previous.as_str(), "to": "ADMIN", "via": "cli" });
                 audit::record(

@@ -359,7 +359,37 @@ async fn the_last_admin_cannot_demote_themself(backend: Backend) {
     assert_eq!(error_code(&answer), "CONFLICT", "{answer}");
 }
 
+/// `spanglish create-admin` on an existing account is how an operator takes
+/// it back: the new password ends every session the old one opened, as a
+/// password change or reset does.
+async fn create_admin_on_an_existing_account_ends_its_sessions(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ana = app.register("Ana", "ana@example.org").await;
+
+    let admin = spanglish::accounts::service::create_or_promote_admin(
+        &app.state,
+        "Ana@Example.org",
+        "Ana",
+        "a new admin password",
+    )
+    .await
+    .unwrap();
+    assert_eq!(admin.role, Role::Admin);
+
+    let answer = app.gql(None, REFRESH, json!({ "t": ana.refresh })).await;
+    assert_eq!(error_code(&answer), "UNAUTHENTICATED", "{answer}");
+    let login = app
+        .gql(
+            None,
+            LOGIN,
+            json!({ "email": "ana@example.org", "password": "a new admin password" }),
+        )
+        .await;
+    assert_eq!(login["data"]["login"]["user"]["role"], "ADMIN", "{login}");
+}
+
 on_both_databases!(
+    create_admin_on_an_existing_account_ends_its_sessions,
     registration_validates_and_emails_are_unique_in_any_case,
     login_answers_the_same_for_unknown_email_and_wrong_password,
     access_tokens_expire_after_fifteen_minutes,
