@@ -52,7 +52,7 @@ enum Command {
         to: String,
     },
     /// Load a backup into the empty database of DATABASE_URL (SQLite or
-    /// PostgreSQL, whichever the backup came from), all or nothing. It is
+    /// PostgreSQL, whatever the backup came from), all or nothing. It is
     /// opened with BACKUP_IDENTITY.
     Restore {
         #[arg(long, value_name = "PATH|s3://BUCKET/KEY")]
