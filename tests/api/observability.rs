@@ -19,6 +19,7 @@ use crate::support::{Backend, ServerProcess, TestApp, error_code, on_both_databa
 on_both_databases!(
     operations_are_counted_by_name_type_and_outcome,
     client_chosen_names_never_multiply_the_series,
+    client_chosen_methods_never_multiply_the_series,
     pool_gauges_describe_the_pool,
     internal_errors_reach_sentry_without_secrets,
 );
@@ -252,6 +253,40 @@ async fn client_chosen_names_never_multiply_the_series(backend: Backend) {
     assert_eq!(count("other", "query", "ok"), 101.0);
     assert_eq!(count("other", "unknown", "error"), 1.0);
     assert_eq!(total(&series, "graphql_operations_total", &[]), 303.0);
+}
+
+/// HTTP lets a client invent methods; each one must not become a label, or
+/// anyone could grow the metrics without bound.
+async fn client_chosen_methods_never_multiply_the_series(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let server = ServerProcess::start_with(&app, &quiet()).await;
+    for i in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("BREW{i}").as_bytes()).unwrap();
+        for route in ["/graphql", "/healthz"] {
+            let response = app
+                .client
+                .request(method.clone(), format!("{}{route}", server.base))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 405, "{route}");
+        }
+    }
+
+    let series = scrape(&app, &server).await;
+    let methods: HashSet<&str> = series
+        .iter()
+        .filter(|s| s.name.starts_with("http_request"))
+        .filter_map(|s| s.labels.get("method").map(String::as_str))
+        .collect();
+    assert!(
+        methods.iter().all(|m| !m.starts_with("BREW")),
+        "{methods:?}"
+    );
+    assert_eq!(
+        total(&series, "http_requests_total", &[("method", "other")]),
+        40.0
+    );
 }
 
 async fn pool_gauges_describe_the_pool(backend: Backend) {
