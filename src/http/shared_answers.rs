@@ -19,9 +19,16 @@ use axum::body::Bytes;
 use lru::LruCache;
 use sha2::{Digest, Sha256};
 
-/// At most this many answers, each at most `MAX_ANSWER_BYTES`: a few MiB.
-const CAPACITY: NonZeroUsize = NonZeroUsize::MIN.saturating_add(127);
+/// Room for every event page of a busy community at once (a door scanner,
+/// a crawler or a share on social media walks many of them in a row, and an
+/// answer pushed out before it is asked again is no help), bounded by the
+/// bytes held rather than by a count, so a few large lists cannot grow it.
+const MAX_ANSWERS: NonZeroUsize = NonZeroUsize::MIN.saturating_add(4095);
+const MAX_TOTAL_BYTES: usize = 32 * 1024 * 1024;
 const MAX_ANSWER_BYTES: usize = 256 * 1024;
+/// What an entry costs beyond its body: the key, the time and the map's own
+/// bookkeeping, roughly.
+const ENTRY_OVERHEAD_BYTES: usize = 128;
 
 pub type Key = [u8; 32];
 
@@ -32,10 +39,52 @@ struct Entry {
 
 pub struct SharedAnswers {
     ttl: Duration,
-    answers: Mutex<LruCache<Key, Entry>>,
+    answers: Mutex<Answers>,
     /// Moves on every write, so an answer computed before a write finished
     /// is not stored after it.
     generation: AtomicU64,
+}
+
+/// The kept answers and the bytes they hold, changed together under one lock.
+struct Answers {
+    entries: LruCache<Key, Entry>,
+    bytes: usize,
+}
+
+impl Answers {
+    fn cost(entry: &Entry) -> usize {
+        entry.body.len() + ENTRY_OVERHEAD_BYTES
+    }
+
+    fn get(&mut self, key: &Key) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some(entry) = self.entries.pop(key) {
+            self.bytes -= Self::cost(&entry);
+        }
+    }
+
+    /// Inserts, then pushes out the least recently asked answers until both
+    /// the count and the byte budget are kept.
+    fn insert(&mut self, key: Key, entry: Entry) {
+        self.remove(&key);
+        self.bytes += Self::cost(&entry);
+        self.entries.put(key, entry);
+
+        while self.bytes > MAX_TOTAL_BYTES || self.entries.len() > MAX_ANSWERS.get() {
+            match self.entries.pop_lru() {
+                Some((_, oldest)) => self.bytes -= Self::cost(&oldest),
+                None => break,
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
 }
 
 /// What a lookup leaves behind for the store that follows it.
@@ -49,7 +98,10 @@ impl SharedAnswers {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            answers: Mutex::new(LruCache::new(CAPACITY)),
+            answers: Mutex::new(Answers {
+                entries: LruCache::unbounded(),
+                bytes: 0,
+            }),
             generation: AtomicU64::new(0),
         }
     }
@@ -67,7 +119,7 @@ impl SharedAnswers {
         match answers.get(&key) {
             Some(entry) if entry.stored.elapsed() < self.ttl => Some(Ok(entry.body.clone())),
             Some(_) => {
-                answers.pop(&key);
+                answers.remove(&key);
                 Some(Err(Ticket { key, generation }))
             }
             None => Some(Err(Ticket { key, generation })),
@@ -84,7 +136,7 @@ impl SharedAnswers {
         if self.generation.load(Ordering::Acquire) != ticket.generation {
             return;
         }
-        answers.put(
+        answers.insert(
             ticket.key,
             Entry {
                 body,
@@ -102,7 +154,7 @@ impl SharedAnswers {
 
     /// Nothing is left half-done while the lock is held, so a poisoned map
     /// is still a valid one.
-    fn answers(&self) -> MutexGuard<'_, LruCache<Key, Entry>> {
+    fn answers(&self) -> MutexGuard<'_, Answers> {
         self.answers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -179,6 +231,59 @@ mod tests {
 
         cache.store(slow, Bytes::from_static(b"stale"));
         miss(&cache, &request("{ events { totalCount } }", 5));
+    }
+
+    fn keep(cache: &SharedAnswers, request: &Request, body: Bytes) {
+        let ticket = miss(cache, request);
+        cache.store(ticket, body);
+    }
+
+    fn kept(cache: &SharedAnswers, request: &Request) -> bool {
+        matches!(cache.lookup(request), Some(Ok(_)))
+    }
+
+    #[test]
+    fn every_page_of_a_busy_community_stays_shared() {
+        let cache = SharedAnswers::new(Duration::from_secs(60));
+        let page = |slug: i32| request("query Event($first: Int) { event }", slug);
+
+        for slug in 0..1000 {
+            keep(&cache, &page(slug), Bytes::from(vec![b'x'; 4096]));
+        }
+
+        assert!((0..1000).all(|slug| kept(&cache, &page(slug))));
+    }
+
+    #[test]
+    fn large_answers_are_bounded_by_bytes_and_the_least_recent_goes_first() {
+        let cache = SharedAnswers::new(Duration::from_secs(60));
+        let list = |n: i32| request("{ events { totalCount } }", n);
+        let large = || Bytes::from(vec![b'x'; MAX_ANSWER_BYTES]);
+        let fit = MAX_TOTAL_BYTES / (MAX_ANSWER_BYTES + ENTRY_OVERHEAD_BYTES);
+
+        for n in 0..fit as i32 {
+            keep(&cache, &list(n), large());
+        }
+        assert!(
+            kept(&cache, &list(0)),
+            "asking again makes it the most recent"
+        );
+        keep(&cache, &list(-1), large());
+
+        assert!(kept(&cache, &list(0)));
+        assert!(!kept(&cache, &list(1)), "the least recently asked went out");
+        assert!(kept(&cache, &list(-1)));
+        assert!(cache.answers().bytes <= MAX_TOTAL_BYTES);
+    }
+
+    #[test]
+    fn an_answer_over_the_size_limit_is_not_kept() {
+        let cache = SharedAnswers::new(Duration::from_secs(60));
+        let list = request("{ events { totalCount } }", 20);
+
+        keep(&cache, &list, Bytes::from(vec![b'x'; MAX_ANSWER_BYTES + 1]));
+
+        assert!(!kept(&cache, &list));
     }
 
     #[test]

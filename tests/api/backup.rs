@@ -885,6 +885,8 @@ fn a_secret_key_in_the_wrong_place_is_never_printed() {
     );
     let backup_file = dir.path().join("spanglish.backup");
     let backup_file = backup_file.to_str().unwrap();
+    let (success, _, stderr) = spanglish(&["migrate"], &[("DATABASE_URL", &database)]);
+    assert!(success, "{stderr}");
 
     let (success, _, stderr) = spanglish(
         &["backup", "--to", backup_file],
