@@ -3,11 +3,9 @@
 //!
 //! Hashing is CPU-bound, so it runs off the async workers, on a few threads
 //! of its own: one per core, the others waiting their turn. More at once
-//! would finish no sooner, and each hash takes 19 MiB. The threads are kept
-//! few and fixed because the allocator keeps freed memory per thread: on
-//! tokio's blocking pool, which starts a thread per waiting task, a burst
-//! of logins left hundreds of MiB behind (and gigabytes before hashes were
-//! queued at all; see docs/benchmarks.md).
+//! would finish no sooner, and each hash takes 19 MiB: on tokio's blocking
+//! pool, which starts a thread per waiting task, a burst of 64 logins ran
+//! dozens side by side and took gigabytes (see docs/benchmarks.md).
 
 use std::sync::LazyLock;
 use std::thread::available_parallelism;
