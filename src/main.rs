@@ -5,7 +5,8 @@ use std::process::ExitCode;
 /// glibc's allocator keeps the 19 MiB of a freed password hash in the heap
 /// it came from (its mmap threshold rises to the largest block freed), so
 /// after a burst of sign-ins the server stayed 120 MB above idle; mimalloc
-/// gives such blocks back, and measured no slower (docs/benchmarks.md).
+/// gives such blocks back or reuses them, at no measurable cost in speed
+/// (docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

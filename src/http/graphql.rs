@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use super::caching::{self, Policy};
 use super::persisted::{PersistedQueries, Refused};
-use super::shared_answers::SharedAnswers;
+use super::shared_answers::{Lookup, SharedAnswers};
 use crate::accounts::auth::{ClientIp, Viewer};
 use crate::accounts::service::resolve_viewer;
 use crate::app::AppState;
@@ -32,7 +32,7 @@ struct Call<'a> {
     state: &'a AppState,
     schema: &'a AppSchema,
     persisted: &'a PersistedQueries,
-    answers: &'a SharedAnswers,
+    answers: &'a Arc<SharedAnswers>,
     ip: ClientIp,
     method: Method,
     headers: &'a HeaderMap,
@@ -165,7 +165,8 @@ impl Call<'_> {
     }
 
     /// One operation. An anonymous query may be answered from, and then
-    /// fill, the shared answers; a write makes them all out of date.
+    /// fill, the shared answers, or wait for the same query someone else is
+    /// running; a write makes them all out of date.
     async fn single(&self, viewer: Viewer, mut request: Request) -> HttpResponse {
         let writes = match self.prepare(&mut request) {
             Ok(writes) => writes,
@@ -182,8 +183,12 @@ impl Call<'_> {
             false => None,
         };
         let ticket = match shared {
-            Some(Ok(body)) => return self.send(body, true),
-            Some(Err(ticket)) => Some(ticket),
+            Some(Lookup::Kept(body)) => return self.send(body, true),
+            Some(Lookup::Wait(pending)) => match pending.answer().await {
+                Some(body) => return self.send(body, true),
+                None => None,
+            },
+            Some(Lookup::Run(ticket)) => Some(ticket),
             None => None,
         };
 

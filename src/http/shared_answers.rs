@@ -4,20 +4,27 @@
 //! a round of SQL and a full GraphQL execution, with it one per
 //! `GRAPHQL_ANSWER_CACHE_MS`.
 //!
+//! When a kept answer runs out, everyone asking for it at that moment would
+//! miss together and each run the query again; instead the first one runs
+//! it and the others wait for its answer (one query per key at a time, as a
+//! CDN collapses requests).
+//!
 //! Only what an anonymous caller may see is kept, so nothing personal can be
 //! handed to someone else. A write through this process drops everything at
 //! once; writes through other replicas (or background jobs) show after at
 //! most the time-to-live, which is why it is kept short.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_graphql::Request;
 use axum::body::Bytes;
 use lru::LruCache;
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
 /// Room for every event page of a busy community at once (a door scanner,
 /// a crawler or a share on social media walks many of them in a row, and an
@@ -43,12 +50,23 @@ pub struct SharedAnswers {
     /// Moves on every write, so an answer computed before a write finished
     /// is not stored after it.
     generation: AtomicU64,
+    /// Names each run of a query that others may wait for.
+    runs: AtomicU64,
 }
 
-/// The kept answers and the bytes they hold, changed together under one lock.
+/// The kept answers and the bytes they hold, and the queries being run
+/// right now, changed together under one lock.
 struct Answers {
     entries: LruCache<Key, Entry>,
     bytes: usize,
+    running: HashMap<Key, Running>,
+}
+
+/// A query someone is running: those asking the same meanwhile wait on
+/// `answer`.
+struct Running {
+    run: u64,
+    answer: watch::Receiver<Option<Bytes>>,
 }
 
 impl Answers {
@@ -84,13 +102,54 @@ impl Answers {
     fn clear(&mut self) {
         self.entries.clear();
         self.bytes = 0;
+        self.running.clear();
     }
 }
 
-/// What a lookup leaves behind for the store that follows it.
+/// What a lookup found.
+pub enum Lookup {
+    /// A fresh answer.
+    Kept(Bytes),
+    /// Nothing yet: run the query and hand its answer to `store`.
+    Run(Ticket),
+    /// Someone else is running the same query.
+    Wait(Pending),
+}
+
+/// The right, and the duty, to run a query that others may be waiting
+/// for. Dropped without `store` (an answer with errors, a client gone), it
+/// lets the waiters go and run it themselves.
 pub struct Ticket {
+    owner: Arc<SharedAnswers>,
     key: Key,
     generation: u64,
+    run: u64,
+    answer: watch::Sender<Option<Bytes>>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut answers = self.owner.answers();
+        if answers
+            .running
+            .get(&self.key)
+            .is_some_and(|running| running.run == self.run)
+        {
+            answers.running.remove(&self.key);
+        }
+    }
+}
+
+/// Waiting for someone else's run of the same query.
+pub struct Pending(watch::Receiver<Option<Bytes>>);
+
+impl Pending {
+    /// The answer of the run waited for; `None` when it gave none that may
+    /// be shared, and the caller should run the query itself.
+    pub async fn answer(mut self) -> Option<Bytes> {
+        let answer = self.0.wait_for(Option::is_some).await.ok()?;
+        answer.clone()
+    }
 }
 
 impl SharedAnswers {
@@ -101,14 +160,17 @@ impl SharedAnswers {
             answers: Mutex::new(Answers {
                 entries: LruCache::unbounded(),
                 bytes: 0,
+                running: HashMap::new(),
             }),
             generation: AtomicU64::new(0),
+            runs: AtomicU64::new(0),
         }
     }
 
-    /// The answer to this exact request if one is fresh; otherwise a ticket
-    /// to store the answer under. `None` when the cache is off.
-    pub fn lookup(&self, request: &Request) -> Option<Result<Bytes, Ticket>> {
+    /// The answer to this exact request if one is fresh, a wait for it if
+    /// someone is running the same, otherwise a ticket to run it. `None`
+    /// when the cache is off.
+    pub fn lookup(self: &Arc<Self>, request: &Request) -> Option<Lookup> {
         if self.ttl.is_zero() {
             return None;
         }
@@ -117,27 +179,54 @@ impl SharedAnswers {
 
         let mut answers = self.answers();
         match answers.get(&key) {
-            Some(entry) if entry.stored.elapsed() < self.ttl => Some(Ok(entry.body.clone())),
-            Some(_) => {
-                answers.remove(&key);
-                Some(Err(Ticket { key, generation }))
+            Some(entry) if entry.stored.elapsed() < self.ttl => {
+                return Some(Lookup::Kept(entry.body.clone()));
             }
-            None => Some(Err(Ticket { key, generation })),
+            Some(_) => answers.remove(&key),
+            None => {}
         }
+        if let Some(running) = answers.running.get(&key) {
+            return Some(Lookup::Wait(Pending(running.answer.clone())));
+        }
+
+        let run = self.runs.fetch_add(1, Ordering::Relaxed);
+        let (answer, waiting) = watch::channel(None);
+        answers.running.insert(
+            key,
+            Running {
+                run,
+                answer: waiting,
+            },
+        );
+        Some(Lookup::Run(Ticket {
+            owner: Arc::clone(self),
+            key,
+            generation,
+            run,
+            answer,
+        }))
     }
 
+    /// Hands the answer to those waiting for it, and keeps it unless it is
+    /// too large or a write happened while it was computed. (Those waiting
+    /// asked before that write finished, so the answer is theirs to have.)
     pub fn store(&self, ticket: Ticket, body: Bytes) {
-        if body.len() > MAX_ANSWER_BYTES {
-            return;
+        ticket.answer.send_replace(Some(body.clone()));
+        if body.len() <= MAX_ANSWER_BYTES {
+            self.keep(ticket.key, ticket.generation, body);
         }
+        // The ticket goes last, once the lock `keep` took is released.
+    }
+
+    fn keep(&self, key: Key, generation: u64, body: Bytes) {
         let mut answers = self.answers();
         // Checked under the lock that `forget_all` also takes, so a write
         // cannot slip between the check and the insert.
-        if self.generation.load(Ordering::Acquire) != ticket.generation {
+        if self.generation.load(Ordering::Acquire) != generation {
             return;
         }
         answers.insert(
-            ticket.key,
+            key,
             Entry {
                 body,
                 stored: Instant::now(),
@@ -145,7 +234,8 @@ impl SharedAnswers {
         );
     }
 
-    /// After a write: every kept answer may be out of date.
+    /// After a write: every kept answer may be out of date, and so may every
+    /// run already started, which no one asking from now on waits for.
     pub fn forget_all(&self) {
         let mut answers = self.answers();
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -184,22 +274,23 @@ mod tests {
         ))
     }
 
-    fn miss(cache: &SharedAnswers, request: &Request) -> Ticket {
+    fn miss(cache: &Arc<SharedAnswers>, request: &Request) -> Ticket {
         match cache.lookup(request) {
-            Some(Err(ticket)) => ticket,
-            Some(Ok(_)) => panic!("expected a miss"),
+            Some(Lookup::Run(ticket)) => ticket,
+            Some(Lookup::Kept(_)) => panic!("expected a miss"),
+            Some(Lookup::Wait(_)) => panic!("expected no one else to be running it"),
             None => panic!("the cache is off"),
         }
     }
 
     #[test]
     fn an_answer_is_shared_until_it_expires() {
-        let cache = SharedAnswers::new(Duration::from_millis(50));
+        let cache = Arc::new(SharedAnswers::new(Duration::from_millis(50)));
         let list = request("{ events { totalCount } }", 20);
 
         let ticket = miss(&cache, &list);
         cache.store(ticket, Bytes::from_static(b"answer"));
-        assert!(matches!(cache.lookup(&list), Some(Ok(body)) if body == "answer"));
+        assert!(matches!(cache.lookup(&list), Some(Lookup::Kept(body)) if body == "answer"));
 
         std::thread::sleep(Duration::from_millis(60));
         miss(&cache, &list);
@@ -207,7 +298,7 @@ mod tests {
 
     #[test]
     fn other_variables_or_operations_are_other_answers() {
-        let cache = SharedAnswers::new(Duration::from_secs(60));
+        let cache = Arc::new(SharedAnswers::new(Duration::from_secs(60)));
         let twenty = request("query A { a } query B { b }", 20);
         let ticket = miss(&cache, &twenty);
         cache.store(ticket, Bytes::from_static(b"twenty"));
@@ -220,7 +311,7 @@ mod tests {
 
     #[test]
     fn a_write_drops_answers_and_refuses_those_computed_before_it() {
-        let cache = SharedAnswers::new(Duration::from_secs(60));
+        let cache = Arc::new(SharedAnswers::new(Duration::from_secs(60)));
         let list = request("{ events { totalCount } }", 20);
         let ticket = miss(&cache, &list);
         cache.store(ticket, Bytes::from_static(b"before"));
@@ -233,18 +324,18 @@ mod tests {
         miss(&cache, &request("{ events { totalCount } }", 5));
     }
 
-    fn keep(cache: &SharedAnswers, request: &Request, body: Bytes) {
+    fn keep(cache: &Arc<SharedAnswers>, request: &Request, body: Bytes) {
         let ticket = miss(cache, request);
         cache.store(ticket, body);
     }
 
-    fn kept(cache: &SharedAnswers, request: &Request) -> bool {
-        matches!(cache.lookup(request), Some(Ok(_)))
+    fn kept(cache: &Arc<SharedAnswers>, request: &Request) -> bool {
+        matches!(cache.lookup(request), Some(Lookup::Kept(_)))
     }
 
     #[test]
     fn every_page_of_a_busy_community_stays_shared() {
-        let cache = SharedAnswers::new(Duration::from_secs(60));
+        let cache = Arc::new(SharedAnswers::new(Duration::from_secs(60)));
         let page = |slug: i32| request("query Event($first: Int) { event }", slug);
 
         for slug in 0..1000 {
@@ -256,7 +347,7 @@ mod tests {
 
     #[test]
     fn large_answers_are_bounded_by_bytes_and_the_least_recent_goes_first() {
-        let cache = SharedAnswers::new(Duration::from_secs(60));
+        let cache = Arc::new(SharedAnswers::new(Duration::from_secs(60)));
         let list = |n: i32| request("{ events { totalCount } }", n);
         let large = || Bytes::from(vec![b'x'; MAX_ANSWER_BYTES]);
         let fit = MAX_TOTAL_BYTES / (MAX_ANSWER_BYTES + ENTRY_OVERHEAD_BYTES);
@@ -278,7 +369,7 @@ mod tests {
 
     #[test]
     fn an_answer_over_the_size_limit_is_not_kept() {
-        let cache = SharedAnswers::new(Duration::from_secs(60));
+        let cache = Arc::new(SharedAnswers::new(Duration::from_secs(60)));
         let list = request("{ events { totalCount } }", 20);
 
         keep(&cache, &list, Bytes::from(vec![b'x'; MAX_ANSWER_BYTES + 1]));
@@ -286,9 +377,76 @@ mod tests {
         assert!(!kept(&cache, &list));
     }
 
+    fn wait(cache: &Arc<SharedAnswers>, request: &Request) -> Pending {
+        match cache.lookup(request) {
+            Some(Lookup::Wait(pending)) => pending,
+            _ => panic!("expected to wait for the run under way"),
+        }
+    }
+
+    #[tokio::test]
+    async fn those_asking_meanwhile_wait_for_the_one_run() {
+        let cache = Arc::new(SharedAnswers::new(Duration::from_secs(60)));
+        let list = request("{ events { totalCount } }", 20);
+        let first = miss(&cache, &list);
+
+        let others: Vec<_> = (0..3)
+            .map(|_| tokio::spawn(wait(&cache, &list).answer()))
+            .collect();
+        cache.store(first, Bytes::from_static(b"answer"));
+
+        for other in others {
+            assert_eq!(other.await.unwrap().as_deref(), Some(&b"answer"[..]));
+        }
+        assert!(kept(&cache, &list));
+    }
+
+    #[tokio::test]
+    async fn when_the_run_gives_nothing_to_share_the_waiters_run_it_themselves() {
+        let cache = Arc::new(SharedAnswers::new(Duration::from_secs(60)));
+        let list = request("{ events { totalCount } }", 20);
+        let first = miss(&cache, &list);
+        let other = tokio::spawn(wait(&cache, &list).answer());
+
+        drop(first);
+
+        assert_eq!(other.await.unwrap(), None);
+        miss(&cache, &list);
+    }
+
+    #[tokio::test]
+    async fn after_a_write_no_one_waits_for_a_run_started_before_it() {
+        let cache = Arc::new(SharedAnswers::new(Duration::from_secs(60)));
+        let list = request("{ events { totalCount } }", 20);
+        let before = miss(&cache, &list);
+        let waiting = tokio::spawn(wait(&cache, &list).answer());
+
+        cache.forget_all();
+        let after = miss(&cache, &list);
+        cache.store(before, Bytes::from_static(b"before"));
+
+        assert_eq!(
+            waiting.await.unwrap().as_deref(),
+            Some(&b"before"[..]),
+            "it asked before the write"
+        );
+        assert!(!kept_while_running(&cache, &list));
+        cache.store(after, Bytes::from_static(b"after"));
+        assert!(kept(&cache, &list));
+    }
+
+    /// Whether a fresh answer is kept, without starting a run of its own.
+    fn kept_while_running(cache: &Arc<SharedAnswers>, request: &Request) -> bool {
+        match cache.lookup(request) {
+            Some(Lookup::Kept(_)) => true,
+            Some(Lookup::Wait(_)) => false,
+            _ => panic!("the run after the write should be under way"),
+        }
+    }
+
     #[test]
     fn a_zero_time_to_live_turns_it_off() {
-        let cache = SharedAnswers::new(Duration::ZERO);
+        let cache = Arc::new(SharedAnswers::new(Duration::ZERO));
         assert!(cache.lookup(&request("{ a }", 1)).is_none());
     }
 }
