@@ -173,8 +173,7 @@ impl Call<'_> {
             Err(early) => return self.early(early),
         };
         if writes {
-            let response = self.run(viewer, request).await;
-            self.after_write(&response);
+            let response = self.write(viewer, request).await;
             return self.answer(BatchResponse::Single(response));
         }
 
@@ -199,7 +198,7 @@ impl Call<'_> {
                 .into_response();
         };
         if let (true, Some(ticket)) = (succeeded, ticket) {
-            self.answers.store(ticket, body.clone());
+            ticket.store(body.clone());
         }
         self.send(body, succeeded)
     }
@@ -211,11 +210,7 @@ impl Call<'_> {
         for mut request in requests {
             let response = match self.prepare(&mut request) {
                 Ok(false) => self.run(viewer, request).await,
-                Ok(true) => {
-                    let response = self.run(viewer, request).await;
-                    self.after_write(&response);
-                    response
-                }
+                Ok(true) => self.write(viewer, request).await,
                 Err(Early::Answer(response)) => *response,
                 Err(Early::Refused(refused)) => return *refused,
             };
@@ -254,19 +249,19 @@ impl Call<'_> {
         with_codes(self.schema.execute(request).await)
     }
 
-    /// A mutation that changed something (some field answered) may have
-    /// changed what anonymous callers see. One refused outright did not, so
-    /// failed sign-ins cannot keep emptying the shared answers.
-    fn after_write(&self, response: &Response) {
-        let changed = match &response.data {
-            async_graphql::Value::Object(fields) => fields
-                .values()
-                .any(|value| !matches!(value, async_graphql::Value::Null)),
-            _ => false,
+    /// Runs a mutation. What it changed may change what anonymous callers
+    /// see, so the shared answers go, unless it was refused outright: failed
+    /// sign-ins must not keep emptying them. The shared answers go too when
+    /// the mutation is cut off (a timeout, a client gone), since its commit
+    /// may already be done.
+    async fn write(&self, viewer: Viewer, request: Request) -> Response {
+        let mut forget = ForgetOnDrop {
+            answers: self.answers,
+            armed: true,
         };
-        if changed {
-            self.answers.forget_all();
-        }
+        let response = self.run(viewer, request).await;
+        forget.armed = !refused_outright(&response);
+        response
     }
 
     /// The JSON answer with its caching headers.
@@ -293,6 +288,36 @@ impl Call<'_> {
         );
         caching::respond(policy, self.headers, StatusCode::OK, body)
     }
+}
+
+/// Drops the shared answers when it goes, unless disarmed.
+struct ForgetOnDrop<'a> {
+    answers: &'a SharedAnswers,
+    armed: bool,
+}
+
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.answers.forget_all();
+        }
+    }
+}
+
+/// Nothing was done: there are errors, every root field is null, and every
+/// error is about a root field itself (a refused login, a guard). An error
+/// deeper down means a root field's resolver finished, and perhaps its
+/// commit with it (a field of the booked ticket failing, say).
+fn refused_outright(response: &Response) -> bool {
+    let nothing_answered = match &response.data {
+        async_graphql::Value::Object(fields) => fields
+            .values()
+            .all(|value| matches!(value, async_graphql::Value::Null)),
+        _ => true,
+    };
+    !response.errors.is_empty()
+        && nothing_answered
+        && response.errors.iter().all(|error| error.path.len() <= 1)
 }
 
 /// What became of an operation before it could run.
@@ -510,4 +535,46 @@ fn argument_named(message: &str) -> Option<String> {
     let rest = message.split_once("argument \"")?.1;
     let path = rest.split_once('"')?.0;
     Some(path.strip_prefix("input.").unwrap_or(path).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::{PathSegment, Value};
+
+    use super::*;
+
+    fn answer(data: serde_json::Value, error_paths: &[&[&str]]) -> Response {
+        let mut response = Response::new(Value::from_json(data).unwrap());
+        for path in error_paths {
+            let mut error = ServerError::new("refused", None);
+            error.path = path
+                .iter()
+                .map(|field| PathSegment::Field((*field).to_string()))
+                .collect();
+            response.errors.push(error);
+        }
+        response
+    }
+
+    #[test]
+    fn only_a_mutation_refused_at_its_root_changed_nothing() {
+        let refused_login = answer(serde_json::json!({ "login": null }), &[&["login"]]);
+        assert!(refused_outright(&refused_login));
+        let not_even_run = answer(serde_json::Value::Null, &[&[]]);
+        assert!(refused_outright(&not_even_run));
+
+        let booked = answer(serde_json::json!({ "bookTicket": { "id": "1" } }), &[]);
+        assert!(!refused_outright(&booked));
+        let answered_null = answer(serde_json::json!({ "logout": null }), &[]);
+        assert!(!refused_outright(&answered_null));
+        // The ticket was booked, then one of its non-null fields failed,
+        // which nulls the whole root field.
+        let booked_then_failed = answer(
+            serde_json::json!({ "bookTicket": null }),
+            &[&["bookTicket", "event"]],
+        );
+        assert!(!refused_outright(&booked_then_failed));
+        let one_of_two = answer(serde_json::json!({ "a": null, "b": true }), &[&["a"]]);
+        assert!(!refused_outright(&one_of_two));
+    }
 }

@@ -6,13 +6,15 @@
 //!
 //! When a kept answer runs out, everyone asking for it at that moment would
 //! miss together and each run the query again; instead the first one runs
-//! it and the others wait for its answer (one query per key at a time, as a
-//! CDN collapses requests).
+//! it and the others wait for its answer, as a CDN collapses requests. (If
+//! that run gives nothing to share, an error say, those waiting run the
+//! query themselves, side by side rather than one after the other.)
 //!
 //! Only what an anonymous caller may see is kept, so nothing personal can be
 //! handed to someone else. A write through this process drops everything at
 //! once; writes through other replicas (or background jobs) show after at
-//! most the time-to-live, which is why it is kept short.
+//! most the time-to-live (counted from when the query started), which is
+//! why it is kept short.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -124,7 +126,23 @@ pub struct Ticket {
     key: Key,
     generation: u64,
     run: u64,
+    /// The answer is as old as the moment the query began.
+    started: Instant,
     answer: watch::Sender<Option<Bytes>>,
+}
+
+impl Ticket {
+    /// Hands the answer to those waiting for it, and keeps it unless it is
+    /// too large or a write happened while it was computed. (Those waiting
+    /// asked before that write finished, so the answer is theirs to have.)
+    pub fn store(self, body: Bytes) {
+        self.answer.send_replace(Some(body.clone()));
+        if body.len() <= MAX_ANSWER_BYTES {
+            self.owner
+                .keep(self.key, self.generation, self.started, body);
+        }
+        // The ticket goes last, once the lock `keep` took is released.
+    }
 }
 
 impl Drop for Ticket {
@@ -203,22 +221,12 @@ impl SharedAnswers {
             key,
             generation,
             run,
+            started: Instant::now(),
             answer,
         }))
     }
 
-    /// Hands the answer to those waiting for it, and keeps it unless it is
-    /// too large or a write happened while it was computed. (Those waiting
-    /// asked before that write finished, so the answer is theirs to have.)
-    pub fn store(&self, ticket: Ticket, body: Bytes) {
-        ticket.answer.send_replace(Some(body.clone()));
-        if body.len() <= MAX_ANSWER_BYTES {
-            self.keep(ticket.key, ticket.generation, body);
-        }
-        // The ticket goes last, once the lock `keep` took is released.
-    }
-
-    fn keep(&self, key: Key, generation: u64, body: Bytes) {
+    fn keep(&self, key: Key, generation: u64, started: Instant, body: Bytes) {
         let mut answers = self.answers();
         // Checked under the lock that `forget_all` also takes, so a write
         // cannot slip between the check and the insert.
@@ -229,7 +237,7 @@ impl SharedAnswers {
             key,
             Entry {
                 body,
-                stored: Instant::now(),
+                stored: started,
             },
         );
     }
@@ -285,14 +293,14 @@ mod tests {
 
     #[test]
     fn an_answer_is_shared_until_it_expires() {
-        let cache = Arc::new(SharedAnswers::new(Duration::from_millis(50)));
+        let cache = Arc::new(SharedAnswers::new(Duration::from_millis(300)));
         let list = request("{ events { totalCount } }", 20);
 
         let ticket = miss(&cache, &list);
-        cache.store(ticket, Bytes::from_static(b"answer"));
+        ticket.store(Bytes::from_static(b"answer"));
         assert!(matches!(cache.lookup(&list), Some(Lookup::Kept(body)) if body == "answer"));
 
-        std::thread::sleep(Duration::from_millis(60));
+        std::thread::sleep(Duration::from_millis(350));
         miss(&cache, &list);
     }
 
@@ -301,7 +309,7 @@ mod tests {
         let cache = Arc::new(SharedAnswers::new(Duration::from_secs(60)));
         let twenty = request("query A { a } query B { b }", 20);
         let ticket = miss(&cache, &twenty);
-        cache.store(ticket, Bytes::from_static(b"twenty"));
+        ticket.store(Bytes::from_static(b"twenty"));
 
         miss(&cache, &request("query A { a } query B { b }", 21));
         let mut named = request("query A { a } query B { b }", 20);
@@ -314,19 +322,19 @@ mod tests {
         let cache = Arc::new(SharedAnswers::new(Duration::from_secs(60)));
         let list = request("{ events { totalCount } }", 20);
         let ticket = miss(&cache, &list);
-        cache.store(ticket, Bytes::from_static(b"before"));
+        ticket.store(Bytes::from_static(b"before"));
 
         let slow = miss(&cache, &request("{ events { totalCount } }", 5));
         cache.forget_all();
         miss(&cache, &list);
 
-        cache.store(slow, Bytes::from_static(b"stale"));
+        slow.store(Bytes::from_static(b"stale"));
         miss(&cache, &request("{ events { totalCount } }", 5));
     }
 
     fn keep(cache: &Arc<SharedAnswers>, request: &Request, body: Bytes) {
         let ticket = miss(cache, request);
-        cache.store(ticket, body);
+        ticket.store(body);
     }
 
     fn kept(cache: &Arc<SharedAnswers>, request: &Request) -> bool {
@@ -377,6 +385,15 @@ mod tests {
         assert!(!kept(&cache, &list));
     }
 
+    /// A waiter's outcome; one still waiting after a second is a failure,
+    /// not a hung test.
+    async fn settled(waiter: tokio::task::JoinHandle<Option<Bytes>>) -> Option<Bytes> {
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("the waiter was never answered")
+            .unwrap()
+    }
+
     fn wait(cache: &Arc<SharedAnswers>, request: &Request) -> Pending {
         match cache.lookup(request) {
             Some(Lookup::Wait(pending)) => pending,
@@ -393,10 +410,10 @@ mod tests {
         let others: Vec<_> = (0..3)
             .map(|_| tokio::spawn(wait(&cache, &list).answer()))
             .collect();
-        cache.store(first, Bytes::from_static(b"answer"));
+        first.store(Bytes::from_static(b"answer"));
 
         for other in others {
-            assert_eq!(other.await.unwrap().as_deref(), Some(&b"answer"[..]));
+            assert_eq!(settled(other).await.as_deref(), Some(&b"answer"[..]));
         }
         assert!(kept(&cache, &list));
     }
@@ -410,7 +427,7 @@ mod tests {
 
         drop(first);
 
-        assert_eq!(other.await.unwrap(), None);
+        assert_eq!(settled(other).await, None);
         miss(&cache, &list);
     }
 
@@ -423,15 +440,15 @@ mod tests {
 
         cache.forget_all();
         let after = miss(&cache, &list);
-        cache.store(before, Bytes::from_static(b"before"));
+        before.store(Bytes::from_static(b"before"));
 
         assert_eq!(
-            waiting.await.unwrap().as_deref(),
+            settled(waiting).await.as_deref(),
             Some(&b"before"[..]),
             "it asked before the write"
         );
         assert!(!kept_while_running(&cache, &list));
-        cache.store(after, Bytes::from_static(b"after"));
+        after.store(Bytes::from_static(b"after"));
         assert!(kept(&cache, &list));
     }
 
