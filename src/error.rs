@@ -44,7 +44,14 @@ pub enum AppError {
     Internal(#[from] anyhow::Error),
 }
 
+/// Said of a body over `REQUEST_BODY_LIMIT_BYTES`, whichever layer finds it.
+pub const BODY_TOO_LARGE: &str = "the request body is too large";
+
 impl AppError {
+    pub fn body_too_large() -> Self {
+        AppError::TooLarge(BODY_TOO_LARGE.into())
+    }
+
     pub fn bad_input(field: &str, message: impl Into<String>) -> Self {
         AppError::BadInput {
             message: message.into(),

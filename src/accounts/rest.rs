@@ -49,7 +49,7 @@ impl From<Session> for TokenPair {
 fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> AppResult<T> {
     body.map(|Json(body)| body).map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return AppError::TooLarge("the request body is too large".into());
+            return AppError::body_too_large();
         }
         AppError::BadInput {
             message: format!(

@@ -453,10 +453,7 @@ impl IntoResponse for BodyRejection {
 }
 
 pub(super) fn body_too_large() -> HttpResponse {
-    request_error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "the request body is too large",
-    )
+    request_error(StatusCode::PAYLOAD_TOO_LARGE, crate::error::BODY_TOO_LARGE)
 }
 
 fn bad_request(message: &str) -> HttpResponse {

@@ -139,9 +139,7 @@ async fn too_large_as_json(
     }
     match on_graphql {
         true => graphql::body_too_large(),
-        false => {
-            crate::error::AppError::TooLarge("the request body is too large".into()).into_response()
-        }
+        false => crate::error::AppError::body_too_large().into_response(),
     }
 }
 

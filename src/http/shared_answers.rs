@@ -28,10 +28,10 @@ use lru::LruCache;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-/// Room for every event page of a busy community at once (a door scanner,
-/// a crawler or a share on social media walks many of them in a row, and an
-/// answer pushed out before it is asked again is no help), bounded by the
-/// bytes held rather than by a count, so a few large lists cannot grow it.
+/// Room for every event page of a busy community at once (a crawler, or a
+/// share on social media, walks many of them in a row, and an answer pushed
+/// out before it is asked again is no help). The bytes held are bounded too,
+/// so a few large lists cannot grow it past a few tens of MiB.
 const MAX_ANSWERS: NonZeroUsize = NonZeroUsize::MIN.saturating_add(4095);
 const MAX_TOTAL_BYTES: usize = 32 * 1024 * 1024;
 const MAX_ANSWER_BYTES: usize = 256 * 1024;
